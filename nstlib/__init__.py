@@ -1,0 +1,59 @@
+"""nstlib: optimisation-based neural style transfer with TensorFlow/Keras.
+
+The public API is re-exported here; each name lives in the module that owns its concept
+(images -> features -> statistics/losses -> optimize -> transfer).
+"""
+
+import os
+
+# Keep TensorFlow's C++ start-up chatter (including a harmless CUDA probe error on CPU
+# machines) out of notebooks and the CLI; set TF_CPP_MIN_LOG_LEVEL yourself to see it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+__version__ = "0.1.0"
+
+from nstlib.config import QUICK  # noqa: E402
+from nstlib.features import (  # noqa: E402
+    CONV_LAYERS,
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_STYLE_LAYERS,
+    LAYER_NAMES,
+    FeatureExtractor,
+    Features,
+    WeightsUnavailableError,
+    receptive_field,
+)
+from nstlib.images import (  # noqa: E402
+    ImageError,
+    load_image,
+    load_sample,
+    resize_max_side,
+    sample_names,
+    save_image,
+)
+from nstlib.losses import (  # noqa: E402
+    StyleTransferObjective,
+    content_loss,
+    layer_style_loss,
+    style_loss,
+    total_variation_loss,
+)
+from nstlib.optimize import (  # noqa: E402
+    OPTIMIZERS,
+    History,
+    NonFiniteLossError,
+    make_optimizer,
+    minimize,
+)
+from nstlib.reproducibility import set_seed  # noqa: E402
+from nstlib.statistics import gram_matrix  # noqa: E402
+from nstlib.transfer import StylizeResult, stylize  # noqa: E402
+
+__all__ = [
+    "CONV_LAYERS", "DEFAULT_CONTENT_LAYERS", "DEFAULT_STYLE_LAYERS", "LAYER_NAMES", "OPTIMIZERS",
+    "QUICK", "FeatureExtractor", "Features", "History", "ImageError", "NonFiniteLossError",
+    "StyleTransferObjective", "StylizeResult", "WeightsUnavailableError", "__version__",
+    "content_loss", "gram_matrix", "layer_style_loss", "load_image", "load_sample",
+    "make_optimizer", "minimize", "receptive_field", "resize_max_side", "sample_names",
+    "save_image", "set_seed", "style_loss", "stylize", "total_variation_loss",
+]

@@ -1,0 +1,189 @@
+"""Content, style and total-variation losses, and the weighted objective built from them.
+
+Two families of definitions live side by side:
+
+* the classic ones (Gatys et al. 2016): ½·Σ(F − P)² for content, and per layer
+  E_l = Σ(G − A)² / (4 N_l² M_l²) for style, whose magnitudes differ by orders of
+  magnitude between layers and between weight sets;
+* normalised ones (relative squared errors, mean TV) whose values are comparable across
+  layers, image sizes and weight sets (ImageNet or random). ``stylize`` uses these by
+  default so that one set of default weights works everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from nstlib.features import FeatureExtractor
+from nstlib.statistics import gram_matrix
+
+CONTENT_REDUCTIONS = ("sum", "mean", "normalized")
+STYLE_FORMS = ("gatys", "normalized", "mse")
+TV_KINDS = ("l1", "isotropic", "squared")
+TV_REDUCTIONS = ("sum", "mean")
+
+
+def _check(value, allowed, what):
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def content_loss(generated: tf.Tensor, target: tf.Tensor, reduction: str = "sum") -> tf.Tensor:
+    """Squared feature distance between a generated and a target activation map.
+
+    Args:
+        generated: (B, h, w, c) float32 activations F of the image being optimised.
+        target: (B or 1, h, w, c) float32 activations P of the content image.
+        reduction: "sum" gives the classic ½·Σ(F − P)² (gradient F − P); "mean" gives
+            mean((F − P)²); "normalized" gives Σ(F − P)² / Σ P², a relative error that
+            does not depend on the feature scale.
+
+    Returns:
+        Scalar float32.
+    """
+    _check(reduction, CONTENT_REDUCTIONS, "reduction")
+    squared = tf.square(generated - target)
+    if reduction == "sum":
+        return 0.5 * tf.reduce_sum(squared)
+    if reduction == "mean":
+        return tf.reduce_mean(squared)
+    denominator = tf.reduce_sum(tf.square(target)) * tf.cast(tf.shape(generated)[0], tf.float32)
+    return tf.reduce_sum(squared) / (denominator + 1e-12)
+
+
+def layer_style_loss(generated: tf.Tensor, target_gram: tf.Tensor,
+                     form: str = "gatys") -> tf.Tensor:
+    """Style loss of one layer.
+
+    Args:
+        generated: (B, h, w, N) activations of the image being optimised.
+        target_gram: (1 or B, N, N) Gram of the style activations, normalised by the
+            number of positions ("hw", the default of ``gram_matrix``).
+        form: "gatys": E = Σ(G − A)² / (4 N² M²) with unnormalised Grams, computed as
+            Σ(Ĝ − Â)² / (4 N²) from the "hw" Grams (identical value); "normalized":
+            Σ(Ĝ − Â)² / Σ Â² (relative error, 1 when the generated Gram is zero);
+            "mse": mean((Ĝ − Â)²) (the TensorFlow tutorial's choice).
+
+    Returns:
+        Scalar float32 (summed over the batch).
+    """
+    _check(form, STYLE_FORMS, "style form")
+    gram = gram_matrix(generated, "hw")
+    squared = tf.reduce_sum(tf.square(gram - target_gram), axis=[1, 2])
+    channels = tf.cast(tf.shape(gram)[-1], tf.float32)
+    if form == "gatys":
+        per_image = squared / (4.0 * channels**2)
+    elif form == "mse":
+        per_image = squared / channels**2
+    else:
+        per_image = squared / (tf.reduce_sum(tf.square(target_gram), axis=[1, 2]) + 1e-12)
+    return tf.reduce_sum(per_image)
+
+
+def style_loss(generated_features: Sequence[tf.Tensor], target_grams: Sequence[tf.Tensor],
+               layer_weights: Sequence[float] | None = None, form: str = "gatys") -> tf.Tensor:
+    """Weighted sum of per-layer style losses, Σ_l w_l E_l.
+
+    Args:
+        generated_features: One (B, h_l, w_l, N_l) tensor per style layer.
+        target_grams: One (1 or B, N_l, N_l) "hw"-normalised Gram per style layer.
+        layer_weights: w_l per layer; default 1/L each (Gatys et al. used equal weights).
+        form: Per-layer definition, see ``layer_style_loss``.
+
+    Returns:
+        Scalar float32.
+    """
+    if len(generated_features) != len(target_grams):
+        raise ValueError(f"{len(generated_features)} feature maps but {len(target_grams)} "
+                         f"target Grams")
+    n_layers = len(generated_features)
+    weights = [1.0 / n_layers] * n_layers if layer_weights is None else list(layer_weights)
+    if len(weights) != n_layers:
+        raise ValueError(f"{len(weights)} layer weights for {n_layers} style layers")
+    total = tf.constant(0.0)
+    for weight, features, gram in zip(weights, generated_features, target_grams, strict=True):
+        total += weight * layer_style_loss(features, gram, form)
+    return total
+
+
+def total_variation_loss(image: tf.Tensor, kind: str = "l1", reduction: str = "sum") -> tf.Tensor:
+    """Total variation of an image: how much neighbouring pixels differ.
+
+    With Δx = x[:, :, 1:] − x[:, :, :-1] and Δy = x[:, 1:] − x[:, :-1]:
+    "l1" (anisotropic) Σ|Δx| + Σ|Δy|; "isotropic" Σ √(Δx² + Δy² + ε) over the
+    (H−1)×(W−1) pixels that have both neighbours (ε = 1e-12 keeps the gradient finite
+    in flat regions); "squared" ΣΔx² + ΣΔy².
+
+    Args:
+        image: (B, H, W, C) float32.
+        kind: "l1", "isotropic" or "squared".
+        reduction: "sum", or "mean" (divided by B·H·W·C so that the value does not
+            grow with the image size).
+
+    Returns:
+        Scalar float32.
+    """
+    _check(kind, TV_KINDS, "TV kind")
+    _check(reduction, TV_REDUCTIONS, "TV reduction")
+    dx = image[:, :, 1:, :] - image[:, :, :-1, :]
+    dy = image[:, 1:, :, :] - image[:, :-1, :, :]
+    if kind == "l1":
+        total = tf.reduce_sum(tf.abs(dx)) + tf.reduce_sum(tf.abs(dy))
+    elif kind == "squared":
+        total = tf.reduce_sum(tf.square(dx)) + tf.reduce_sum(tf.square(dy))
+    else:
+        total = tf.reduce_sum(tf.sqrt(tf.square(dx[:, :-1]) + tf.square(dy[:, :, :-1]) + 1e-12))
+    if reduction == "mean":
+        total /= tf.cast(tf.size(image), tf.float32)
+    return total
+
+
+class StyleTransferObjective:
+    """α·L_content + β·L_style + γ·L_tv, with the targets computed once.
+
+    Args:
+        extractor: Feature extractor with the content and style layers.
+        content_image: (1, H, W, 3) in [0, 1]; its content-layer features are the target.
+        style_image: (1, H_s, W_s, 3) in [0, 1]; its style-layer Grams are the target.
+        content_weight, style_weight, tv_weight: α, β, γ.
+        style_layer_weights: w_l per style layer (default 1/L).
+        content_reduction: See ``content_loss``.
+        style_form: See ``layer_style_loss``.
+        tv_kind, tv_reduction: See ``total_variation_loss``.
+
+    Calling it on a (1, H, W, 3) image returns a dict of scalar tensors with keys
+    "total", "content", "style" and "tv" (the last three unweighted).
+    """
+
+    def __init__(self, extractor: FeatureExtractor, content_image: tf.Tensor,
+                 style_image: tf.Tensor, content_weight: float = 1.0, style_weight: float = 1.0,
+                 tv_weight: float = 0.0, style_layer_weights: Sequence[float] | None = None,
+                 content_reduction: str = "normalized", style_form: str = "normalized",
+                 tv_kind: str = "l1", tv_reduction: str = "mean"):
+        _check(content_reduction, CONTENT_REDUCTIONS, "content reduction")
+        _check(style_form, STYLE_FORMS, "style form")
+        _check(tv_kind, TV_KINDS, "TV kind")
+        self.extractor = extractor
+        self.weights = (float(content_weight), float(style_weight), float(tv_weight))
+        self.style_layer_weights = style_layer_weights
+        self.content_reduction, self.style_form = content_reduction, style_form
+        self.tv_kind, self.tv_reduction = tv_kind, tv_reduction
+        self.content_targets = [tf.constant(f) for f in extractor(content_image).content]
+        self.style_targets = [tf.constant(gram_matrix(f)) for f in extractor(style_image).style]
+
+    def __call__(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        features = self.extractor(image)
+        zero = tf.constant(0.0)
+        content = zero
+        for generated, target in zip(features.content, self.content_targets, strict=True):
+            content += content_loss(generated, target, self.content_reduction)
+        if self.content_targets:
+            content /= len(self.content_targets)
+        style = (style_loss(features.style, self.style_targets, self.style_layer_weights,
+                            self.style_form) if self.style_targets else zero)
+        tv = total_variation_loss(image, self.tv_kind, self.tv_reduction)
+        alpha, beta, gamma = self.weights
+        total = alpha * content + beta * style + gamma * tv
+        return {"total": total, "content": content, "style": style, "tv": tv}

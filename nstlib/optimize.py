@@ -1,0 +1,331 @@
+"""Minimising a loss over the pixels of an image: Keras optimizers on a tape, or L-BFGS.
+
+``minimize`` is the one loop. It records every step's losses and elapsed seconds in a
+``History``, stops with ``NonFiniteLossError`` (keeping the last finite image) when a
+loss becomes NaN or infinite, returns the current image on Ctrl-C, and calls
+``callbacks`` after every step (a callback returning True stops the run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import scipy.optimize
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "lbfgs")
+
+#: Default learning rates for the default (normalised, mean-type) loss of ``stylize``.
+#: Adaptive methods (RMSprop, AdaGrad, Adam) take steps in pixel units, so their rates are
+#: fractions of the [0, 1] intensity range. Plain gradient steps (SGD, momentum, Nesterov)
+#: scale with the gradient, which for a mean-type loss shrinks as 1/(H·W): their rate is
+#: given per pixel and multiplied by H·W (see ``effective_learning_rate``).
+DEFAULT_LEARNING_RATES = {
+    "sgd": 0.002,
+    "momentum": 0.0005,
+    "nesterov": 0.0005,
+    "rmsprop": 0.005,
+    "adagrad": 0.05,
+    "adam": 0.02,
+    "lbfgs": None,
+}
+_PER_PIXEL = ("sgd", "momentum", "nesterov")
+LOSS_KEYS = ("total", "content", "style", "tv")
+
+LossFn = Callable[[tf.Tensor], dict]
+StepCallback = Callable[[int, tf.Tensor, dict], object]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite.
+
+    Attributes:
+        image: (1, H, W, 3) the last image whose loss was finite.
+        history: The ``History`` up to that image.
+    """
+
+    def __init__(self, message: str, image: tf.Tensor, history: History):
+        super().__init__(message)
+        self.image, self.history = image, history
+
+
+@dataclass
+class History:
+    """Per-step losses and elapsed wall-clock seconds.
+
+    Row k holds the losses of the image after k updates and the seconds spent to
+    produce it (compilation included in row 1 onwards, since it happens in step 0).
+    """
+
+    rows: list = field(default_factory=list)
+
+    def append(self, step: int, losses: dict, seconds: float) -> None:
+        self.rows.append({"step": step, **{k: float(v) for k, v in losses.items()},
+                          "seconds": seconds})
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        """One column, e.g. ``history["total"]`` -> (len,) float64."""
+        return np.array([row[key] for row in self.rows], dtype=np.float64)
+
+    @property
+    def final(self) -> dict:
+        """The last row (losses of the returned image)."""
+        return dict(self.rows[-1]) if self.rows else {}
+
+    def to_dict(self) -> dict[str, list]:
+        """Columns as lists (JSON-ready)."""
+        keys = self.rows[0].keys() if self.rows else ()
+        return {key: [row[key] for row in self.rows] for key in keys}
+
+
+@dataclass
+class OptimizationResult:
+    """What ``minimize`` returns.
+
+    Attributes:
+        image: (1, H, W, 3) float32 in [0, 1], the image after the last update.
+        history: Losses per step.
+        status: "completed", "stopped" (a callback asked), "interrupted" (Ctrl-C) or the
+            optimizer's own message for L-BFGS ending early.
+        learning_rate: The learning rate actually used (None for L-BFGS).
+    """
+
+    image: tf.Tensor
+    history: History
+    status: str
+    learning_rate: float | None
+
+
+def effective_learning_rate(name: str, learning_rate: float | None,
+                            image_shape: Sequence[int]) -> float | None:
+    """The learning rate ``minimize`` uses for an optimizer name and image shape.
+
+    An explicit ``learning_rate`` is used as given. Defaults come from
+    ``DEFAULT_LEARNING_RATES``; for SGD, momentum and Nesterov they are multiplied by
+    the number of pixels H·W (see the table's comment).
+    """
+    name = check_optimizer(name)
+    if learning_rate is not None:
+        if not learning_rate > 0:
+            raise ValueError(f"learning rate must be positive, got {learning_rate}")
+        return float(learning_rate)
+    default = DEFAULT_LEARNING_RATES[name]
+    if name in _PER_PIXEL:
+        return default * int(image_shape[1]) * int(image_shape[2])
+    return default
+
+
+def check_optimizer(name: str) -> str:
+    """Validate an optimizer name (case-insensitive) and return it in lower case."""
+    key = str(name).lower()
+    if key not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return key
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """A Keras optimizer by name.
+
+    "momentum" and "nesterov" use momentum 0.9; "adam" uses the Keras defaults
+    (β1 = 0.9, β2 = 0.999); "adagrad" starts its accumulator near zero so that the
+    first steps are not damped by Keras' default of 0.1 (our gradients are ~1e-5).
+    """
+    name = check_optimizer(name)
+    if name == "lbfgs":
+        raise ValueError("L-BFGS is not a Keras optimizer; minimize() runs it through SciPy")
+    factories = {
+        "sgd": lambda: keras.optimizers.SGD(learning_rate),
+        "momentum": lambda: keras.optimizers.SGD(learning_rate, momentum=0.9),
+        "nesterov": lambda: keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
+        "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate, epsilon=1e-8),
+        "adagrad": lambda: keras.optimizers.Adagrad(learning_rate,
+                                                    initial_accumulator_value=1e-10,
+                                                    epsilon=1e-10),
+        "adam": lambda: keras.optimizers.Adam(learning_rate),
+    }
+    return factories[name]()
+
+
+def _is_finite(losses: dict) -> bool:
+    return all(np.isfinite(float(v)) for v in losses.values())
+
+
+def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int, optimizer: str = "adam",
+             learning_rate: float | None = None, callbacks: Sequence[StepCallback] = (),
+             progress: bool = True, description: str = "optimising") -> OptimizationResult:
+    """Minimise ``loss_fn`` over the pixels of ``init``, keeping them in [0, 1].
+
+    Args:
+        loss_fn: Maps a (1, H, W, 3) image to a dict of scalar tensors with a "total"
+            key (others are recorded too). It must be traceable by ``tf.function``.
+        init: (1, H, W, 3) float32 starting image in [0, 1].
+        steps: Number of updates (L-BFGS: iterations, each one or more evaluations).
+        optimizer: One of ``OPTIMIZERS``.
+        learning_rate: None for the default (``effective_learning_rate``).
+        callbacks: Called as ``callback(step, image, losses)`` after each recorded row;
+            returning True stops the run.
+        progress: Show a tqdm progress bar.
+        description: Progress-bar label.
+
+    Returns:
+        ``OptimizationResult``; its history has ``steps + 1`` rows when completed.
+
+    Raises:
+        NonFiniteLossError: with the last finite image attached.
+    """
+    name = check_optimizer(optimizer)
+    if int(steps) < 0:
+        raise ValueError(f"steps must be non-negative, got {steps}")
+    init = tf.convert_to_tensor(init, tf.float32)
+    lr = effective_learning_rate(name, learning_rate, init.shape)
+    bar = tqdm(total=int(steps), desc=description, disable=not progress, leave=False)
+    try:
+        run = _minimize_lbfgs if name == "lbfgs" else _minimize_keras
+        with _quiet_retracing():
+            return run(loss_fn, init, int(steps), name, lr, list(callbacks), bar)
+    finally:
+        bar.close()
+
+
+@contextlib.contextmanager
+def _quiet_retracing():
+    """Silence TF's "triggered tf.function retracing" warning during a run.
+
+    Every run traces its own step function (new objective, new image shape), which is
+    intended; the warning would otherwise fill notebooks that compare many runs.
+    """
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class _Recorder:
+    """Shared bookkeeping: history rows, callbacks, progress bar and non-finite checks."""
+
+    def __init__(self, callbacks, bar):
+        self.history, self.callbacks, self.bar = History(), callbacks, bar
+        self.start = time.perf_counter()
+        self.last_good: tf.Tensor | None = None
+
+    def record(self, step: int, image: tf.Tensor, losses: dict) -> bool:
+        """Record image k's losses; returns True if a callback asks to stop."""
+        losses = {k: float(v) for k, v in losses.items()}
+        if not _is_finite(losses):
+            raise NonFiniteLossError(
+                f"loss became non-finite at step {step} ({_format(losses)}); "
+                f"try a smaller learning rate", self.last_good, self.history)
+        self.last_good = image
+        self.history.append(step, losses, time.perf_counter() - self.start)
+        if step > 0:
+            self.bar.update(1)
+            if step % 10 == 0:
+                self.bar.set_postfix_str(f"loss {losses['total']:.4g}")
+        return any(bool(cb(step, image, losses)) for cb in self.callbacks)
+
+
+def _format(losses: dict) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
+
+
+def _minimize_keras(loss_fn, init, steps, name, lr, callbacks, bar) -> OptimizationResult:
+    image = tf.Variable(init, trainable=True)
+    opt = make_optimizer(name, lr)
+
+    @tf.function
+    def step():
+        before = tf.identity(image)
+        with tf.GradientTape() as tape:
+            losses = loss_fn(image)
+        grad = tape.gradient(losses["total"], image)
+        opt.apply_gradients([(grad, image)])
+        image.assign(tf.clip_by_value(image, 0.0, 1.0))
+        return before, losses
+
+    recorder, status = _Recorder(callbacks, bar), "completed"
+    try:
+        for k in range(steps):
+            before, losses = step()
+            if recorder.record(k, before, losses):
+                status = "stopped"
+                break
+        else:
+            final = tf.identity(image)
+            recorder.record(steps, final, loss_fn(final))  # eager: one forward pass
+    except KeyboardInterrupt:
+        status = "interrupted"
+    final = recorder.last_good if status != "completed" else tf.identity(image)
+    final = init if final is None else final
+    return OptimizationResult(tf.convert_to_tensor(final), recorder.history, status, lr)
+
+
+def _minimize_lbfgs(loss_fn, init, steps, name, lr, callbacks, bar) -> OptimizationResult:
+    shape = init.shape
+
+    @tf.function
+    def value_and_grad(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            losses = loss_fn(x)
+        return losses, tape.gradient(losses["total"], x)
+
+    cache: dict = {}
+
+    def evaluate(x64: np.ndarray):
+        # SciPy works in float64; the network in float32.
+        if cache.get("x") is None or not np.array_equal(cache["x"], x64):
+            losses, grad = value_and_grad(tf.constant(x64.reshape(shape), tf.float32))
+            cache.update(x=x64.copy(), losses={k: float(v) for k, v in losses.items()},
+                         grad=grad.numpy().astype(np.float64).ravel())
+        return cache["losses"], cache["grad"]
+
+    def fun(x64):
+        losses, grad = evaluate(x64)
+        if not _is_finite(losses):
+            raise NonFiniteLossError(f"loss became non-finite ({_format(losses)})",
+                                     recorder.last_good, recorder.history)
+        return losses["total"], grad
+
+    recorder = _Recorder(callbacks, bar)
+    counter = {"k": 0}
+
+    def callback(intermediate_result):
+        counter["k"] += 1
+        x = intermediate_result.x
+        if recorder.record(counter["k"], _to_image(x, shape), evaluate(x)[0]):
+            raise StopIteration
+
+    x0 = init.numpy().astype(np.float64).ravel()
+    recorder.record(0, init, evaluate(x0)[0])
+    status = "completed"
+    try:
+        if steps > 0:
+            result = scipy.optimize.minimize(
+                fun, x0, jac=True, method="L-BFGS-B", bounds=scipy.optimize.Bounds(0.0, 1.0),
+                callback=callback,
+                # ftol/gtol = 0: run the requested iterations; our gradients are tiny.
+                options={"maxiter": steps, "maxfun": 2 * steps + 20, "maxcor": 10,
+                         "ftol": 0.0, "gtol": 0.0})
+            if not result.success and counter["k"] < steps:
+                status = f"lbfgs: {result.message}"
+            if result.message and "callback" in str(result.message).lower():
+                status = "stopped"
+    except KeyboardInterrupt:
+        status = "interrupted"
+    return OptimizationResult(recorder.last_good, recorder.history, status, None)
+
+
+def _to_image(x64: np.ndarray, shape) -> tf.Tensor:
+    return tf.constant(x64.reshape(shape), tf.float32)

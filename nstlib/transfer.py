@@ -1,0 +1,188 @@
+"""``stylize``: the one high-level call, from two images to a stylised image and its record."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import tensorflow as tf
+
+from nstlib import images
+from nstlib.features import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, FeatureExtractor
+from nstlib.losses import StyleTransferObjective
+from nstlib.optimize import History, minimize
+from nstlib.reproducibility import environment_record, set_seed
+
+INITS = ("content", "noise", "style")
+
+#: Default loss weights for the normalised objective (relative content error, mean
+#: relative Gram error per layer, mean absolute TV); see ``StyleTransferObjective``.
+DEFAULT_CONTENT_WEIGHT = 1.0
+DEFAULT_STYLE_WEIGHT = 10.0
+DEFAULT_TV_WEIGHT = 1.0
+
+
+@dataclass
+class StylizeResult:
+    """Outcome of ``stylize``.
+
+    Attributes:
+        image: (1, H, W, 3) float32 in [0, 1].
+        history: Per-step total, content, style and tv losses and elapsed seconds.
+        config: Everything needed to reproduce the run (arguments, resolved weights
+            source, image sizes, library and TensorFlow versions, seed) plus its outcome.
+    """
+
+    image: tf.Tensor
+    history: History
+    config: dict
+
+    @property
+    def losses(self) -> dict:
+        """Final losses (the last history row)."""
+        return self.history.final
+
+    def record(self) -> dict:
+        """The JSON record: config, final losses and the full per-step history."""
+        return {**self.config, "final": self.losses, "history": self.history.to_dict()}
+
+    def save(self, path, inputs: Sequence = ()) -> tuple[Path, Path]:
+        """Write the image and, next to it, ``<name>.json`` with ``record()`` (atomically).
+
+        Args:
+            path: Image destination (.png or .jpg).
+            inputs: Input image paths that must not be overwritten.
+
+        Returns:
+            (image path, record path).
+        """
+        image_path = images.save_image(self.image, path, inputs=inputs)
+        return image_path, write_json(self.record(), Path(path).with_suffix(".json"))
+
+
+def write_json(data: dict, path) -> Path:
+    """Write JSON atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def cached_extractor(content_layers: tuple, style_layers: tuple, weights, pooling: str,
+                     seed: int) -> FeatureExtractor:
+    """A ``FeatureExtractor`` reused across runs with identical settings."""
+    return FeatureExtractor(content_layers, style_layers, weights=weights, pooling=pooling,
+                            seed=seed)
+
+
+def _describe_source(source) -> str:
+    if isinstance(source, str | os.PathLike):
+        return str(source)
+    return f"array {tuple(getattr(source, 'shape', ()))}"
+
+
+def initial_image(init: str, content: tf.Tensor, style: tf.Tensor, seed: int) -> tf.Tensor:
+    """The starting image: the content, uniform noise, or the style resized to the content.
+
+    Returns:
+        (1, H, W, 3) float32 in [0, 1] with the content's height and width.
+    """
+    if init == "content":
+        return content
+    if init == "noise":
+        return tf.random.stateless_uniform(content.shape, seed=[seed, 1], dtype=tf.float32)
+    if init == "style":
+        return images.resize(style, (int(content.shape[1]), int(content.shape[2])))
+    raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+
+
+def stylize(content, style, *, size: int = 256, steps: int = 300, optimizer: str = "adam",
+            learning_rate: float | None = None,
+            content_weight: float = DEFAULT_CONTENT_WEIGHT,
+            style_weight: float = DEFAULT_STYLE_WEIGHT, tv_weight: float = DEFAULT_TV_WEIGHT,
+            content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
+            style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
+            style_layer_weights: Sequence[float] | None = None, init: str = "content",
+            weights="auto", pooling: str = "max", style_size: int | None = None,
+            content_reduction: str = "normalized", style_form: str = "normalized",
+            tv_kind: str = "l1", seed: int = 0, deterministic: bool = True,
+            callbacks: Sequence = (), progress: bool = True) -> StylizeResult:
+    """Neural style transfer by optimisation (Gatys et al. 2016).
+
+    Args:
+        content: Content image: path, sample name, PIL image or array (see
+            ``images.load_image``).
+        style: Style image, same forms.
+        size: Longer side of the result in pixels (the content is resized to it).
+        steps: Optimisation steps.
+        optimizer: "sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam" or "lbfgs".
+        learning_rate: None for the optimizer's default.
+        content_weight, style_weight, tv_weight: α, β, γ of the objective.
+        content_layers, style_layers: VGG19 layer names.
+        style_layer_weights: Weight per style layer (default 1/L).
+        init: "content", "noise" or "style".
+        weights: "auto", "imagenet", "random" or a VGG19 ``.h5`` path (README: weights).
+        pooling: "max" or "avg".
+        style_size: Longer side of the style image (default: ``size``).
+        content_reduction, style_form, tv_kind: Loss definitions (see ``nstlib.losses``).
+        seed: Seeds Python, NumPy, TF, the noise init and random weights.
+        deterministic: Enable TF op determinism (same seed -> same bits on one machine).
+        callbacks: ``callback(step, image, losses)``; returning True stops the run.
+        progress: Show a progress bar.
+
+    Returns:
+        ``StylizeResult`` with the (1, H, W, 3) image, the history and the config.
+
+    Raises:
+        nstlib.optimize.NonFiniteLossError: the loss diverged (the last finite image is
+            attached to the error).
+    """
+    if int(size) <= 0:
+        raise ValueError(f"size must be a positive number of pixels, got {size}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    set_seed(seed, deterministic)
+    started = time.perf_counter()
+    content_image = images.resize_max_side(images.load_image(content), int(size))
+    style_image = images.resize_max_side(images.load_image(style), int(style_size or size))
+    extractor = cached_extractor(tuple(content_layers), tuple(style_layers), weights, pooling,
+                                 int(seed))
+    objective = StyleTransferObjective(
+        extractor, content_image, style_image, content_weight, style_weight, tv_weight,
+        style_layer_weights, content_reduction, style_form, tv_kind)
+    outcome = minimize(objective, initial_image(init, content_image, style_image, seed),
+                       steps=steps, optimizer=optimizer, learning_rate=learning_rate,
+                       callbacks=callbacks, progress=progress, description="stylize")
+    config = {
+        "content": _describe_source(content), "style": _describe_source(style),
+        "size": int(size), "style_size": int(style_size or size),
+        "content_shape": list(content_image.shape), "style_shape": list(style_image.shape),
+        "steps": int(steps), "optimizer": optimizer, "learning_rate": outcome.learning_rate,
+        "content_weight": content_weight, "style_weight": style_weight,
+        "tv_weight": tv_weight, "content_layers": list(content_layers),
+        "style_layers": list(style_layers),
+        "style_layer_weights": None if style_layer_weights is None else list(
+            style_layer_weights),
+        "init": init, "pooling": pooling, "content_reduction": content_reduction,
+        "style_form": style_form, "tv_kind": tv_kind, "seed": int(seed),
+        "deterministic": deterministic, "weights": str(weights),
+        "weights_source": extractor.weights_source,
+        "weights_path": None if extractor.weights_path is None else str(extractor.weights_path),
+        "status": outcome.status, "wall_seconds": time.perf_counter() - started,
+        "environment": environment_record(),
+    }
+    return StylizeResult(outcome.image, outcome.history, config)
