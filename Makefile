@@ -1,0 +1,48 @@
+# nstlib: every target creates the virtual environment on first use (pip only, offline-safe
+# apart from the package registry).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+NOTEBOOKS = $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.PHONY: install demo test unit nbval notebooks bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## make demo: stylize the bundled samples into out/demo/
+demo: install
+	$(BIN)/nst demo -o out/demo
+
+## make test: lint, unit tests and every notebook under nbval in quick mode
+test: install lint
+	NST_QUICK=1 $(BIN)/python -m pytest -q tests $(if $(NOTEBOOKS),--nbval-lax --nbval-current-env $(NOTEBOOKS))
+
+unit: install
+	$(BIN)/python -m pytest -q tests
+
+nbval: install
+	NST_QUICK=1 $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env $(NOTEBOOKS)
+
+## make notebooks: re-execute every notebook in full mode, in place (the outputs readers see)
+notebooks: install
+	for nb in $(NOTEBOOKS); do \
+	  NST_QUICK=0 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
+	done
+
+## make bench: speed and memory measurements, one JSON document on stdout
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+lint: install
+	$(BIN)/ruff check nstlib tests benchmarks data
+
+clean:
+	rm -rf $(VENV) out
