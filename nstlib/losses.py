@@ -49,7 +49,9 @@ def content_loss(generated: tf.Tensor, target: tf.Tensor, reduction: str = "sum"
         return 0.5 * tf.reduce_sum(squared)
     if reduction == "mean":
         return tf.reduce_mean(squared)
-    denominator = tf.reduce_sum(tf.square(target)) * tf.cast(tf.shape(generated)[0], tf.float32)
+    # Sum of P^2 over the target broadcast to the batch: a (1, ...) target counts once
+    # per generated image, a (B, ...) target once in total.
+    denominator = tf.reduce_sum(tf.square(tf.broadcast_to(target, tf.shape(squared))))
     return tf.reduce_sum(squared) / (denominator + 1e-12)
 
 
