@@ -8,16 +8,17 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tensorflow as tf
 
 from nstlib import images
 from nstlib.features import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, FeatureExtractor
-from nstlib.losses import StyleTransferObjective
-from nstlib.optimize import History, minimize
+from nstlib.losses import StyleTransferObjective, content_loss, total_variation_loss
+from nstlib.optimize import History, OptimizationResult, minimize
 from nstlib.reproducibility import environment_record, set_seed
+from nstlib.statistics import wct
 
 INITS = ("content", "noise", "style")
 
@@ -186,3 +187,179 @@ def stylize(content, style, *, size: int = 256, steps: int = 300, optimizer: str
         "environment": environment_record(),
     }
     return StylizeResult(outcome.image, outcome.history, config)
+
+
+# ============================================================================================
+# Feature inversion and whitening-colouring stylisation
+#
+# An image is recovered from target activations at one layer by optimisation (the decoder
+# of Li et al. 2017 replaced by ``minimize``); ``wct_stylize`` chains WCT + inversion from a
+# deep layer to shallow ones, each level starting from the previous level's image.
+# ============================================================================================
+
+#: WCT levels of ``wct_stylize``, deep to shallow (Li et al. 2017 use relu5_1 ... relu1_1).
+DEFAULT_WCT_LAYERS = ("block4_conv1", "block3_conv1", "block2_conv1", "block1_conv1")
+#: Weight of the mean-absolute TV term next to the relative feature error in inversions.
+DEFAULT_INVERSION_TV_WEIGHT = 0.1
+
+
+@dataclass
+class WCTStylizeResult(StylizeResult):
+    """``StylizeResult`` of ``wct_stylize`` plus the image after each level.
+
+    Attributes:
+        level_images: One (1, H, W, 3) float32 image per level, in level order (the last
+            one is ``image``). The history has a "level" column.
+    """
+
+    level_images: list = field(default_factory=list)
+
+
+def layer_extractor(layer: str, weights="auto", pooling: str = "max",
+                    seed: int = 0) -> FeatureExtractor:
+    """A (cached) extractor with ``layer`` as its only content layer, truncated there."""
+    return cached_extractor((layer,), (), weights, pooling, int(seed))
+
+
+def feature_inversion_loss(extractor: FeatureExtractor, target: tf.Tensor,
+                           tv_weight: float = DEFAULT_INVERSION_TV_WEIGHT):
+    """Loss of an image whose activations at one layer should equal ``target``.
+
+    total = sum (F - T)^2 / sum T^2 + tv_weight * mean |grad x| (see ``content_loss``
+    "normalized" and ``total_variation_loss`` "l1"/"mean").
+
+    Args:
+        extractor: Extractor with exactly one content layer (e.g. ``layer_extractor``).
+        target: (1, h, w, c) float32 target activations T at that layer.
+        tv_weight: Weight of the total-variation term.
+
+    Returns:
+        A function (1, H, W, 3) image -> {"total", "content", "tv"} scalar tensors.
+    """
+    if len(extractor.content_layers) != 1:
+        raise ValueError(f"feature inversion needs exactly one content layer, got "
+                         f"{extractor.content_layers}")
+    target = tf.constant(tf.cast(target, tf.float32))
+
+    def loss_fn(image: tf.Tensor) -> dict:
+        generated = extractor(image).content[0]
+        feature = content_loss(generated, target, "normalized")
+        tv = total_variation_loss(image, "l1", "mean")
+        return {"total": feature + tv_weight * tv, "content": feature, "tv": tv}
+
+    return loss_fn
+
+
+def invert_features(extractor: FeatureExtractor, target: tf.Tensor, init: tf.Tensor, *,
+                    steps: int = 200, tv_weight: float = DEFAULT_INVERSION_TV_WEIGHT,
+                    optimizer: str = "adam", learning_rate: float | None = None,
+                    callbacks: Sequence = (), progress: bool = True) -> OptimizationResult:
+    """An image whose activations at the extractor's content layer match ``target``.
+
+    Args:
+        extractor: Extractor with exactly one content layer.
+        target: (1, h, w, c) target activations; h, w must be those of ``init``'s.
+        init: (1, H, W, 3) starting image in [0, 1].
+        steps, optimizer, learning_rate, callbacks, progress: As in ``minimize``.
+        tv_weight: See ``feature_inversion_loss``.
+
+    Returns:
+        ``OptimizationResult`` (image (1, H, W, 3) in [0, 1], history with "content",
+        the relative feature error, and "tv").
+    """
+    loss_fn = feature_inversion_loss(extractor, target, tv_weight)
+    return minimize(loss_fn, init, steps=steps, optimizer=optimizer,
+                    learning_rate=learning_rate, callbacks=callbacks, progress=progress,
+                    description=f"invert {extractor.content_layers[0]}")
+
+
+def wct_level(image: tf.Tensor, style_image: tf.Tensor, extractor: FeatureExtractor, *,
+              alpha: float = 1.0, eps: float = 1e-5, rank: int | None = None,
+              steps: int = 100, tv_weight: float = DEFAULT_INVERSION_TV_WEIGHT,
+              optimizer: str = "adam", learning_rate: float | None = None,
+              progress: bool = True) -> OptimizationResult:
+    """One WCT level: transform ``image``'s features towards the style's, then invert.
+
+    Args:
+        image: (1, H, W, 3) in [0, 1]: the content (first level) or the previous level's
+            result; it is also the starting point of the inversion.
+        style_image: (1, H_s, W_s, 3) in [0, 1].
+        extractor: Extractor with exactly one content layer (the level's layer).
+        alpha, eps, rank: See ``nstlib.statistics.wct``.
+        steps, tv_weight, optimizer, learning_rate, progress: See ``invert_features``.
+
+    Returns:
+        ``OptimizationResult`` of the inversion.
+    """
+    target = wct(extractor(image).content[0], extractor(style_image).content[0], alpha, eps,
+                 rank)
+    return invert_features(extractor, target, image, steps=steps, tv_weight=tv_weight,
+                           optimizer=optimizer, learning_rate=learning_rate,
+                           progress=progress)
+
+
+def wct_stylize(content, style, *, layers: Sequence[str] = DEFAULT_WCT_LAYERS,
+                alpha: float = 1.0, eps: float = 1e-5, rank: int | None = None,
+                size: int = 256, style_size: int | None = None, steps: int = 100,
+                tv_weight: float = DEFAULT_INVERSION_TV_WEIGHT, optimizer: str = "adam",
+                learning_rate: float | None = None, weights="auto", pooling: str = "max",
+                seed: int = 0, deterministic: bool = True,
+                progress: bool = True) -> WCTStylizeResult:
+    """Multi-level whitening-colouring style transfer with optimisation as the decoder.
+
+    For each layer in ``layers`` (deep to shallow): WCT of the current image's features
+    with the style's at that layer, then ``steps`` inversion steps starting from the
+    current image. The first level starts from the content image.
+
+    Args:
+        content, style: Images in any form ``images.load_image`` accepts.
+        layers: VGG19 layer names, one level each, applied in the given order.
+        alpha, eps, rank: See ``nstlib.statistics.wct``.
+        size, style_size: Longer sides in pixels (``style_size`` defaults to ``size``).
+        steps: Inversion steps per level.
+        tv_weight, optimizer, learning_rate: See ``invert_features``.
+        weights, pooling, seed, deterministic, progress: As in ``stylize``.
+
+    Returns:
+        ``WCTStylizeResult``: final (1, H, W, 3) image, one image per level, the history
+        of all levels (steps numbered consecutively, with a "level" column) and the config.
+    """
+    if not layers:
+        raise ValueError("wct_stylize needs at least one layer")
+    set_seed(seed, deterministic)
+    started = time.perf_counter()
+    content_image = images.resize_max_side(images.load_image(content), int(size))
+    style_image = images.resize_max_side(images.load_image(style), int(style_size or size))
+    history, level_images, image, extractor = History(), [], content_image, None
+    for level, layer in enumerate(layers):
+        extractor = layer_extractor(layer, weights, pooling, seed)
+        outcome = wct_level(image, style_image, extractor, alpha=alpha, eps=eps, rank=rank,
+                            steps=steps, tv_weight=tv_weight, optimizer=optimizer,
+                            learning_rate=learning_rate, progress=progress)
+        _append_level(history, outcome.history, level)
+        image = outcome.image
+        level_images.append(image)
+    config = {
+        "method": "wct", "content": _describe_source(content), "style": _describe_source(style),
+        "size": int(size), "style_size": int(style_size or size),
+        "content_shape": list(content_image.shape), "style_shape": list(style_image.shape),
+        "layers": list(layers), "alpha": alpha, "eps": eps, "rank": rank,
+        "steps_per_level": int(steps), "optimizer": optimizer,
+        "learning_rate": outcome.learning_rate, "tv_weight": tv_weight, "pooling": pooling,
+        "seed": int(seed), "deterministic": deterministic, "weights": str(weights),
+        "weights_source": extractor.weights_source,
+        "weights_path": None if extractor.weights_path is None else str(extractor.weights_path),
+        "status": outcome.status, "wall_seconds": time.perf_counter() - started,
+        "environment": environment_record(),
+    }
+    return WCTStylizeResult(image, history, config, level_images)
+
+
+def _append_level(history: History, level_history: History, level: int) -> None:
+    """Append one level's rows, numbering steps and seconds on from the previous rows."""
+    step0 = history.rows[-1]["step"] + 1 if history.rows else 0
+    seconds0 = history.rows[-1]["seconds"] if history.rows else 0.0
+    for row in level_history.rows:
+        losses = {k: v for k, v in row.items() if k not in ("step", "seconds")}
+        history.append(step0 + row["step"], {**losses, "level": level},
+                       seconds0 + row["seconds"])
