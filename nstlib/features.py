@@ -180,7 +180,8 @@ def read_h5_weights(path) -> dict[str, list[np.ndarray]]:
 
     Understands the legacy Keras layout that ``keras.applications`` downloads (top-level
     groups named after layers, each listing ``weight_names``) and the Keras 3
-    ``.weights.h5`` layout (``layers/<name>/vars/<i>``).
+    ``.weights.h5`` layout (``layers/<key>/vars/<i>``, the layer name in the attribute
+    ``name`` of ``vars``).
 
     Returns:
         {layer name: [kernel (3, 3, c_in, c_out), bias (c_out,)]} for the layers present.
@@ -190,8 +191,14 @@ def read_h5_weights(path) -> dict[str, list[np.ndarray]]:
         root = f["model_weights"] if "model_weights" in f else f
         if "layers" in root and isinstance(root["layers"], h5py.Group) and "layer_names" \
                 not in root.attrs:
-            for name, group in root["layers"].items():
-                if name in CONV_LAYERS and "vars" in group:
+            for key, group in root["layers"].items():
+                if "vars" not in group:
+                    continue
+                # Keras 3 keys groups by object path ("conv2d_3"); the layer's own name
+                # ("block2_conv2") is the "name" attribute of its "vars" group.
+                name = group["vars"].attrs.get("name", key)
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                if name in CONV_LAYERS:
                     out[name] = [np.asarray(group["vars"][k]) for k in sorted(group["vars"],
                                                                               key=int)]
             return out
@@ -201,7 +208,8 @@ def read_h5_weights(path) -> dict[str, list[np.ndarray]]:
             group = root[name]
             names = [n.decode() if isinstance(n, bytes) else n
                      for n in group.attrs.get("weight_names", [])]
-            out[name] = [np.asarray(group[n]) for n in names]
+            if names:  # a group without weights (as for pools) does not provide the layer
+                out[name] = [np.asarray(group[n]) for n in names]
     return out
 
 
