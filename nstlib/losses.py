@@ -16,8 +16,9 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from nstlib.features import FeatureExtractor
-from nstlib.statistics import gram_matrix
+from nstlib.features import FeatureExtractor, deepest_layer, receptive_field
+from nstlib.images import image_pyramid
+from nstlib.statistics import gram_matrix, shrink_gram
 
 CONTENT_REDUCTIONS = ("sum", "mean", "normalized")
 STYLE_FORMS = ("gatys", "normalized", "mse")
@@ -85,7 +86,9 @@ def layer_style_loss(generated: tf.Tensor, target_gram: tf.Tensor,
 
 
 def style_loss(generated_features: Sequence[tf.Tensor], target_grams: Sequence[tf.Tensor],
-               layer_weights: Sequence[float] | None = None, form: str = "gatys") -> tf.Tensor:
+               layer_weights: Sequence[float] | None = None, form: str = "gatys",
+               gram_shrinkage=None,
+               target_features: Sequence[tf.Tensor] | None = None) -> tf.Tensor:
     """Weighted sum of per-layer style losses, Σ_l w_l E_l.
 
     Args:
@@ -93,6 +96,10 @@ def style_loss(generated_features: Sequence[tf.Tensor], target_grams: Sequence[t
         target_grams: One (1 or B, N_l, N_l) "hw"-normalised Gram per style layer.
         layer_weights: w_l per layer; default 1/L each (Gatys et al. used equal weights).
         form: Per-layer definition, see ``layer_style_loss``.
+        gram_shrinkage: None, a λ in [0, 1] or "ledoit-wolf": shrink the TARGET Grams
+            towards (tr A / N)·I first (see ``shrink_style_targets``).
+        target_features: The (1, h_l, w_l, N_l) style activations the target Grams came
+            from; needed only for "ledoit-wolf".
 
     Returns:
         Scalar float32.
@@ -100,6 +107,7 @@ def style_loss(generated_features: Sequence[tf.Tensor], target_grams: Sequence[t
     if len(generated_features) != len(target_grams):
         raise ValueError(f"{len(generated_features)} feature maps but {len(target_grams)} "
                          f"target Grams")
+    target_grams = shrink_style_targets(target_grams, gram_shrinkage, target_features)
     n_layers = len(generated_features)
     weights = [1.0 / n_layers] * n_layers if layer_weights is None else list(layer_weights)
     if len(weights) != n_layers:
@@ -107,6 +115,109 @@ def style_loss(generated_features: Sequence[tf.Tensor], target_grams: Sequence[t
     total = tf.constant(0.0)
     for weight, features, gram in zip(weights, generated_features, target_grams, strict=True):
         total += weight * layer_style_loss(features, gram, form)
+    return total
+
+
+def shrink_style_targets(target_grams: Sequence[tf.Tensor], gram_shrinkage=None,
+                         target_features: Sequence[tf.Tensor] | None = None) -> list:
+    """Apply Gram shrinkage to per-layer style targets (``statistics.shrink_gram``).
+
+    Args:
+        target_grams: One (1, N_l, N_l) "hw"-normalised Gram per style layer.
+        gram_shrinkage: None (targets unchanged), a λ in [0, 1], or "ledoit-wolf" (one λ
+            per layer estimated from ``target_features``); the target is (tr A / N)·I.
+        target_features: One (1, h_l, w_l, N_l) activation map per layer, or None.
+
+    Returns:
+        List of (1, N_l, N_l) Grams.
+    """
+    if gram_shrinkage is None:
+        return list(target_grams)
+    if gram_shrinkage == "ledoit-wolf":
+        if target_features is None or len(target_features) != len(target_grams):
+            raise ValueError("gram_shrinkage='ledoit-wolf' needs the style features of "
+                             "every style layer")
+        return [shrink_gram(gram, "ledoit-wolf", features)
+                for gram, features in zip(target_grams, target_features, strict=True)]
+    return [shrink_gram(gram, gram_shrinkage) for gram in target_grams]
+
+
+def pyramid_style_targets(extractor: FeatureExtractor, style_image: tf.Tensor,
+                          levels: int = 1, sigma: float = 1.0,
+                          gram_shrinkage=None) -> list[list[tf.Tensor]]:
+    """Style Grams of every level of the style image's Gaussian pyramid.
+
+    Args:
+        extractor: Feature extractor with the style layers.
+        style_image: (1, H_s, W_s, 3) in [0, 1].
+        levels: Pyramid levels (1: the image only); see ``images.image_pyramid``.
+        sigma: Blur of each pyramid step, in pixels.
+        gram_shrinkage: Applied to every Gram, see ``shrink_style_targets``.
+
+    Returns:
+        ``levels`` lists (finest first) of one (1, N_l, N_l) Gram per style layer.
+    """
+    check_pyramid_size(extractor, style_image.shape, levels, "style image")
+    targets = []
+    for level in image_pyramid(style_image, levels, sigma):
+        features = extractor(level).style
+        grams = [gram_matrix(f) for f in features]
+        targets.append(shrink_style_targets(grams, gram_shrinkage, features))
+    return targets
+
+
+def check_pyramid_size(extractor: FeatureExtractor, shape, levels: int,
+                       what: str = "image") -> None:
+    """Refuse pyramids whose coarsest level is smaller than the deepest style layer's stride.
+
+    Raises:
+        ValueError: naming the level size and the minimum, e.g. 16 px for block5_conv1.
+    """
+    if not extractor.style_layers:
+        return
+    layer = deepest_layer(extractor.style_layers)
+    stride = receptive_field(layer)[1]
+    side = min(int(shape[1]), int(shape[2]))
+    for _ in range(int(levels) - 1):
+        side = (side + 1) // 2
+    if side < stride:
+        raise ValueError(f"{what}: pyramid level {int(levels) - 1} has a shorter side of "
+                         f"{side} px, but {layer} needs at least {stride} px; use fewer "
+                         f"pyramid levels or a larger image")
+
+
+def pyramid_style_loss(generated_features: Sequence[Sequence[tf.Tensor]],
+                       target_grams: Sequence[Sequence[tf.Tensor]],
+                       level_weights: Sequence[float] | None = None,
+                       layer_weights: Sequence[float] | None = None,
+                       form: str = "gatys") -> tf.Tensor:
+    """Style loss summed over pyramid levels, Σ_k v_k Σ_l w_l E_{k,l}.
+
+    Level k compares the features of the generated image's level-k pyramid image with
+    the Grams of the style image's level-k pyramid image, so a motif is matched at its
+    own size and at 1/2, 1/4, … of it.
+
+    Args:
+        generated_features: Per level, one (B, h_kl, w_kl, N_l) tensor per style layer.
+        target_grams: Per level, one (1 or B, N_l, N_l) Gram per style layer.
+        level_weights: v_k per level; default 1/K each (so that K levels weigh as much in
+            total as one, and ``style_weight`` needs no retuning). With one level and
+            the default this is exactly ``style_loss``.
+        layer_weights, form: As in ``style_loss``.
+
+    Returns:
+        Scalar float32.
+    """
+    n_levels = len(generated_features)
+    if n_levels != len(target_grams):
+        raise ValueError(f"{n_levels} generated pyramid levels but {len(target_grams)} "
+                         f"target levels")
+    weights = [1.0 / n_levels] * n_levels if level_weights is None else list(level_weights)
+    if len(weights) != n_levels:
+        raise ValueError(f"{len(weights)} level weights for {n_levels} pyramid levels")
+    total = tf.constant(0.0)
+    for weight, features, grams in zip(weights, generated_features, target_grams, strict=True):
+        total += weight * style_loss(features, grams, layer_weights, form)
     return total
 
 
@@ -154,16 +265,29 @@ class StyleTransferObjective:
         content_reduction: See ``content_loss``.
         style_form: See ``layer_style_loss``.
         tv_kind, tv_reduction: See ``total_variation_loss``.
+        pyramid_levels: K >= 1. With K > 1 the style term is ``pyramid_style_loss`` over
+            K Gaussian-pyramid levels of the generated and the style image (targets of
+            every level computed once here); 1 is the plain single-level style loss.
+        pyramid_level_weights: v_k per level (default 1/K), see ``pyramid_style_loss``.
+        pyramid_sigma: Blur of each pyramid step in pixels (``images.image_pyramid``).
+        gram_shrinkage: None, a λ in [0, 1] or "ledoit-wolf": shrink the style target
+            Grams towards (tr A / N)·I (``statistics.shrink_gram``), at every level.
 
     Calling it on a (1, H, W, 3) image returns a dict of scalar tensors with keys
     "total", "content", "style" and "tv" (the last three unweighted).
+
+    Attributes:
+        style_targets: One (1, N_l, N_l) target Gram per style layer (finest level).
+        style_targets_per_level: ``pyramid_levels`` such lists, finest first.
     """
 
     def __init__(self, extractor: FeatureExtractor, content_image: tf.Tensor,
                  style_image: tf.Tensor, content_weight: float = 1.0, style_weight: float = 1.0,
                  tv_weight: float = 0.0, style_layer_weights: Sequence[float] | None = None,
                  content_reduction: str = "normalized", style_form: str = "normalized",
-                 tv_kind: str = "l1", tv_reduction: str = "mean"):
+                 tv_kind: str = "l1", tv_reduction: str = "mean", pyramid_levels: int = 1,
+                 pyramid_level_weights: Sequence[float] | None = None,
+                 pyramid_sigma: float = 1.0, gram_shrinkage=None):
         _check(content_reduction, CONTENT_REDUCTIONS, "content reduction")
         _check(style_form, STYLE_FORMS, "style form")
         _check(tv_kind, TV_KINDS, "TV kind")
@@ -173,7 +297,14 @@ class StyleTransferObjective:
         self.content_reduction, self.style_form = content_reduction, style_form
         self.tv_kind, self.tv_reduction = tv_kind, tv_reduction
         self.content_targets = [tf.constant(f) for f in extractor(content_image).content]
-        self.style_targets = [tf.constant(gram_matrix(f)) for f in extractor(style_image).style]
+        self.pyramid_levels, self.pyramid_sigma = int(pyramid_levels), float(pyramid_sigma)
+        self.pyramid_level_weights = pyramid_level_weights
+        check_pyramid_size(extractor, content_image.shape, self.pyramid_levels, "content image")
+        self.style_targets_per_level = [
+            [tf.constant(gram) for gram in level] for level in pyramid_style_targets(
+                extractor, style_image, self.pyramid_levels, self.pyramid_sigma,
+                gram_shrinkage)]
+        self.style_targets = self.style_targets_per_level[0]
 
     def __call__(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         features = self.extractor(image)
@@ -183,9 +314,19 @@ class StyleTransferObjective:
             content += content_loss(generated, target, self.content_reduction)
         if self.content_targets:
             content /= len(self.content_targets)
-        style = (style_loss(features.style, self.style_targets, self.style_layer_weights,
-                            self.style_form) if self.style_targets else zero)
+        style = self._style(image, features.style) if self.style_targets else zero
         tv = total_variation_loss(image, self.tv_kind, self.tv_reduction)
         alpha, beta, gamma = self.weights
         total = alpha * content + beta * style + gamma * tv
         return {"total": total, "content": content, "style": style, "tv": tv}
+
+    def _style(self, image: tf.Tensor, finest_features: list) -> tf.Tensor:
+        """Style term: plain for one level, else over the image's pyramid (finest reused)."""
+        if self.pyramid_levels == 1:
+            return style_loss(finest_features, self.style_targets, self.style_layer_weights,
+                              self.style_form)
+        coarser = image_pyramid(image, self.pyramid_levels, self.pyramid_sigma)[1:]
+        generated = [finest_features] + [self.extractor(level).style for level in coarser]
+        return pyramid_style_loss(generated, self.style_targets_per_level,
+                                  self.pyramid_level_weights, self.style_layer_weights,
+                                  self.style_form)

@@ -286,3 +286,107 @@ def wct(content_features: tf.Tensor, style_features: tf.Tensor, alpha: float = 1
     content_features = _check_rank4(content_features, "content_features")
     transferred = color(whiten(content_features, eps, rank), style_features, 0.0, rank)
     return alpha * transferred + (1.0 - alpha) * content_features
+
+
+# ============================================================================================
+# Gram shrinkage (Ledoit & Wolf 2004)
+#
+# A Gram matrix computed from M spatial positions is a noisy estimate of the second-moment
+# matrix E[x xᵀ] of the C-channel feature vectors x; with M not much larger than C it is
+# badly conditioned (rank ≤ M). Shrinking it towards a scaled identity trades a little bias
+# for much less variance: G_λ = (1 − λ)·G + λ·(tr G / C)·I.
+# ============================================================================================
+
+SHRINKAGE_TARGETS = ("scaled_identity", "identity")
+
+
+def shrinkage_target(gram: tf.Tensor, target: str = "scaled_identity") -> tf.Tensor:
+    """The matrix a Gram is shrunk towards.
+
+    Args:
+        gram: (..., C, C) Gram matrices.
+        target: "scaled_identity": T = (tr G / C)·I, which has the same trace (total
+            energy) as G; "identity": T = I, whatever the scale of the features.
+
+    Returns:
+        (..., C, C), same dtype as ``gram``.
+    """
+    if target not in SHRINKAGE_TARGETS:
+        raise ValueError(f"target must be one of {', '.join(SHRINKAGE_TARGETS)}, "
+                         f"got {target!r}")
+    gram = tf.convert_to_tensor(gram)
+    eye = tf.eye(tf.shape(gram)[-1], dtype=gram.dtype)
+    if target == "identity":
+        return tf.broadcast_to(eye, tf.shape(gram))
+    mean_eigenvalue = tf.linalg.trace(gram) / tf.cast(tf.shape(gram)[-1], gram.dtype)
+    return mean_eigenvalue[..., None, None] * eye
+
+
+def ledoit_wolf_shrinkage(features: tf.Tensor) -> tf.Tensor:
+    """Ledoit–Wolf (2004) shrinkage intensity of the uncentred Gram towards (tr G / C)·I.
+
+    With the M = H·W feature vectors x_k ∈ R^C (rows of F, not centred) and
+    G = FᵀF / M (``gram_matrix(features, "hw")``), μ = tr G / C:
+
+        d² = ‖G − μI‖²_F                      (how far G is from the target)
+        b̄² = (1/M²) Σ_k ‖x_k x_kᵀ − G‖²_F      (estimated variance of G)
+           = (Σ_k ‖x_k‖⁴ / M − ‖G‖²_F) / M
+        λ* = min(b̄², d²) / d²                 (0 when d² = 0)
+
+    This is the estimator of Ledoit & Wolf (2004, "A well-conditioned estimator for
+    large-dimensional covariance matrices", J. Multivariate Anal. 88) with the sample
+    covariance replaced by the uncentred second-moment matrix; their 1/C factor in the
+    norm cancels in the ratio. It treats the positions as independent samples, which
+    neighbouring feature vectors are not. Computed in float64.
+
+    Args:
+        features: (B, H, W, C) float activations.
+
+    Returns:
+        (B,) float32 intensities in [0, 1].
+    """
+    features = tf.convert_to_tensor(features)
+    if features.shape.rank != 4:
+        raise ValueError(f"features must have shape (B, H, W, C), got {features.shape}")
+    flat = tf.cast(tf.reshape(features, (tf.shape(features)[0], -1, tf.shape(features)[-1])),
+                   tf.float64)
+    positions = tf.cast(tf.shape(flat)[1], tf.float64)
+    gram = tf.einsum("bki,bkj->bij", flat, flat) / positions
+    target = shrinkage_target(gram, "scaled_identity")
+    distance = tf.reduce_sum(tf.square(gram - target), axis=[1, 2])
+    fourth = tf.reduce_sum(tf.square(tf.reduce_sum(tf.square(flat), axis=2)), axis=1)
+    spread = (fourth / positions - tf.reduce_sum(tf.square(gram), axis=[1, 2])) / positions
+    spread = tf.maximum(spread, 0.0)  # exact arithmetic gives >= 0; guard round-off
+    intensity = tf.math.divide_no_nan(tf.minimum(spread, distance), distance)
+    return tf.cast(intensity, tf.float32)
+
+
+def shrink_gram(gram: tf.Tensor, lam, features: tf.Tensor | None = None,
+                target: str = "scaled_identity") -> tf.Tensor:
+    """Shrink Gram matrices towards a target: G_λ = (1 − λ)·G + λ·T.
+
+    Args:
+        gram: (B, C, C) Gram matrices (``gram_matrix(features, "hw")``).
+        lam: Intensity λ in [0, 1] (a number), or "ledoit-wolf" to estimate one λ per
+            image from ``features`` with ``ledoit_wolf_shrinkage``.
+        features: (B, H, W, C) activations the Grams were computed from; needed only
+            for "ledoit-wolf".
+        target: "scaled_identity" (T = (tr G / C)·I, trace preserved) or "identity"
+            (T = I); see ``shrinkage_target``.
+
+    Returns:
+        (B, C, C), same dtype as ``gram``; symmetric positive semi-definite when G is,
+        positive definite for λ > 0 and tr G > 0.
+    """
+    gram = tf.convert_to_tensor(gram)
+    if isinstance(lam, str):
+        if lam != "ledoit-wolf":
+            raise ValueError(f"lam must be a number in [0, 1] or 'ledoit-wolf', got {lam!r}")
+        if features is None:
+            raise ValueError("lam='ledoit-wolf' needs the features the Gram was computed from")
+        lam = tf.cast(ledoit_wolf_shrinkage(features), gram.dtype)[:, None, None]
+    else:
+        if not 0.0 <= float(lam) <= 1.0:
+            raise ValueError(f"lam must lie in [0, 1], got {lam}")
+        lam = tf.constant(float(lam), gram.dtype)
+    return (1.0 - lam) * gram + lam * shrinkage_target(gram, target)

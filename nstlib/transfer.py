@@ -111,7 +111,44 @@ def initial_image(init: str, content: tf.Tensor, style: tf.Tensor, seed: int) ->
     raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
 
 
-def stylize(content, style, *, size: int = 256, steps: int = 300, optimizer: str = "adam",
+def check_scales(scales: Sequence[int] | None, size: int) -> list[int]:
+    """The longer sides to optimise at, coarse to fine: ``[size]`` when ``scales`` is None."""
+    if scales is None:
+        if int(size) <= 0:
+            raise ValueError(f"size must be a positive number of pixels, got {size}")
+        return [int(size)]
+    scales = [int(s) for s in scales]
+    if not scales or min(scales) <= 0:
+        raise ValueError(f"scales must be a non-empty sequence of positive sizes, got {scales}")
+    return scales
+
+
+def steps_per_scale(steps: int | Sequence[int], n_scales: int) -> list[int]:
+    """Steps at each scale: one int for every scale, or one entry per scale."""
+    if isinstance(steps, Sequence):
+        if len(steps) != n_scales:
+            raise ValueError(f"{len(steps)} step counts for {n_scales} scales")
+        return [int(n) for n in steps]
+    return [int(steps)] * n_scales
+
+
+def _scaled_history(history: History, parts: list) -> History:
+    """Concatenate per-scale histories (scale, History, seconds offset) into one.
+
+    Steps are numbered on from the previous scale (each scale's row 0 is its upsampled
+    starting image); seconds count from the start of the first scale's optimisation,
+    so the time spent building the next scale's targets is included.
+    """
+    for scale, part, offset in parts:
+        step0 = history.rows[-1]["step"] + 1 if history.rows else 0
+        for row in part.rows:
+            history.rows.append({**row, "step": step0 + row["step"],
+                                 "seconds": offset + row["seconds"], "scale": scale})
+    return history
+
+
+def stylize(content, style, *, size: int = 256, steps: int | Sequence[int] = 300,
+            optimizer: str = "adam",
             learning_rate: float | None = None,
             content_weight: float = DEFAULT_CONTENT_WEIGHT,
             style_weight: float = DEFAULT_STYLE_WEIGHT, tv_weight: float = DEFAULT_TV_WEIGHT,
@@ -121,7 +158,9 @@ def stylize(content, style, *, size: int = 256, steps: int = 300, optimizer: str
             weights="auto", pooling: str = "max", style_size: int | None = None,
             content_reduction: str = "normalized", style_form: str = "normalized",
             tv_kind: str = "l1", seed: int = 0, deterministic: bool = True,
-            callbacks: Sequence = (), progress: bool = True) -> StylizeResult:
+            callbacks: Sequence = (), progress: bool = True, pyramid_levels: int = 1,
+            pyramid_level_weights: Sequence[float] | None = None,
+            scales: Sequence[int] | None = None, gram_shrinkage=None) -> StylizeResult:
     """Neural style transfer by optimisation (Gatys et al. 2016).
 
     Args:
@@ -129,7 +168,7 @@ def stylize(content, style, *, size: int = 256, steps: int = 300, optimizer: str
             ``images.load_image``).
         style: Style image, same forms.
         size: Longer side of the result in pixels (the content is resized to it).
-        steps: Optimisation steps.
+        steps: Optimisation steps; with ``scales``, an int (per scale) or one per scale.
         optimizer: "sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam" or "lbfgs".
         learning_rate: None for the optimizer's default.
         content_weight, style_weight, tv_weight: α, β, γ of the objective.
@@ -144,6 +183,22 @@ def stylize(content, style, *, size: int = 256, steps: int = 300, optimizer: str
         deterministic: Enable TF op determinism (same seed -> same bits on one machine).
         callbacks: ``callback(step, image, losses)``; returning True stops the run.
         progress: Show a progress bar.
+        pyramid_levels: 1 (plain style loss) or K > 1: style loss over K Gaussian-pyramid
+            levels of the result and the style (``losses.pyramid_style_loss``).
+        pyramid_level_weights: Weight per pyramid level (default 1/K).
+        scales: Coarse-to-fine schedule, e.g. (128, 256, 384): optimise with the longer
+            side at each size in turn (the style image scaled in proportion, so that
+            ``style_size`` or the last scale is its size at the last scale), starting
+            each scale from the previous result upsampled. None: the single scale
+            ``size`` (which ``scales`` otherwise replaces). The optimizer starts afresh at
+            every scale: Adam's (and RMSprop's, momentum's, L-BFGS's) state holds one
+            moment estimate per pixel, and after upsampling the pixel grid is a different
+            one, so the old estimates belong to no pixel of the new image. The history
+            gains a "scale" column, steps are numbered on across scales and seconds
+            count from the start of the first scale.
+        gram_shrinkage: None, a λ in [0, 1] or "ledoit-wolf": shrink the style target
+            Grams towards (tr A / N)·I (``statistics.shrink_gram``); helps when the style
+            image has few positions per layer.
 
     Returns:
         ``StylizeResult`` with the (1, H, W, 3) image, the history and the config.
@@ -152,27 +207,48 @@ def stylize(content, style, *, size: int = 256, steps: int = 300, optimizer: str
         nstlib.optimize.NonFiniteLossError: the loss diverged (the last finite image is
             attached to the error).
     """
-    if int(size) <= 0:
-        raise ValueError(f"size must be a positive number of pixels, got {size}")
+    scale_list = check_scales(scales, size)
+    steps_list = steps_per_scale(steps, len(scale_list))
     if init not in INITS:
         raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     set_seed(seed, deterministic)
     started = time.perf_counter()
-    content_image = images.resize_max_side(images.load_image(content), int(size))
-    style_image = images.resize_max_side(images.load_image(style), int(style_size or size))
+    content_full, style_full = images.load_image(content), images.load_image(style)
+    top, top_style = scale_list[-1], int(style_size or scale_list[-1])
     extractor = cached_extractor(tuple(content_layers), tuple(style_layers), weights, pooling,
                                  int(seed))
-    objective = StyleTransferObjective(
-        extractor, content_image, style_image, content_weight, style_weight, tv_weight,
-        style_layer_weights, content_reduction, style_form, tv_kind)
-    outcome = minimize(objective, initial_image(init, content_image, style_image, seed),
-                       steps=steps, optimizer=optimizer, learning_rate=learning_rate,
-                       callbacks=callbacks, progress=progress, description="stylize")
+    image, parts, first_start = None, [], None
+    for scale, n_steps in zip(scale_list, steps_list, strict=True):
+        content_image = images.resize_max_side(content_full, scale)
+        style_image = images.resize_max_side(style_full, max(1, round(top_style * scale / top)))
+        objective = StyleTransferObjective(
+            extractor, content_image, style_image, content_weight, style_weight, tv_weight,
+            style_layer_weights, content_reduction, style_form, tv_kind,
+            pyramid_levels=pyramid_levels, pyramid_level_weights=pyramid_level_weights,
+            gram_shrinkage=gram_shrinkage)
+        start = (initial_image(init, content_image, style_image, seed) if image is None else
+                 images.resize(image, (int(content_image.shape[1]), int(content_image.shape[2]))))
+        scale_start = time.perf_counter()
+        first_start = scale_start if first_start is None else first_start
+        outcome = minimize(objective, start, steps=n_steps, optimizer=optimizer,
+                           learning_rate=learning_rate, callbacks=callbacks, progress=progress,
+                           description="stylize" if scales is None else f"stylize @{scale}")
+        image = outcome.image
+        parts.append((scale, outcome.history, scale_start - first_start))
+        if outcome.status != "completed":
+            break
+    history = outcome.history if scales is None else _scaled_history(History(), parts)
     config = {
         "content": _describe_source(content), "style": _describe_source(style),
-        "size": int(size), "style_size": int(style_size or size),
+        "size": top, "style_size": top_style,
         "content_shape": list(content_image.shape), "style_shape": list(style_image.shape),
-        "steps": int(steps), "optimizer": optimizer, "learning_rate": outcome.learning_rate,
+        "steps": steps_list[0] if scales is None else steps_list,
+        "scales": None if scales is None else scale_list,
+        "pyramid_levels": int(pyramid_levels),
+        "pyramid_level_weights": None if pyramid_level_weights is None else list(
+            pyramid_level_weights),
+        "gram_shrinkage": gram_shrinkage,
+        "optimizer": optimizer, "learning_rate": outcome.learning_rate,
         "content_weight": content_weight, "style_weight": style_weight,
         "tv_weight": tv_weight, "content_layers": list(content_layers),
         "style_layers": list(style_layers),
@@ -186,7 +262,7 @@ def stylize(content, style, *, size: int = 256, steps: int = 300, optimizer: str
         "status": outcome.status, "wall_seconds": time.perf_counter() - started,
         "environment": environment_record(),
     }
-    return StylizeResult(outcome.image, outcome.history, config)
+    return StylizeResult(image, history, config)
 
 
 # ============================================================================================
