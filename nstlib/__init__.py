@@ -5,10 +5,34 @@ The public API is re-exported here; each name lives in the module that owns its 
 """
 
 import os
+import sys
 
-# Keep TensorFlow's C++ start-up chatter (including a harmless CUDA probe error on CPU
-# machines) out of notebooks and the CLI; set TF_CPP_MIN_LOG_LEVEL yourself to see it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow and Keras with their C++ start-up log lines silenced.
+
+    TensorFlow's native libraries print oneDNN/CUDA notices straight to file descriptor 2
+    while loading, before any Python setting applies (setting TF_CPP_MIN_LOG_LEVEL from
+    Python is too late for them). They would break the CLI's one-line errors, so fd 2 is
+    pointed at /dev/null for the import only. Python exceptions still propagate. Set
+    NSTLIB_TF_VERBOSE=1 to see the lines.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules or os.environ.get("NSTLIB_TF_VERBOSE"):
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()
 
 __version__ = "0.1.0"
 

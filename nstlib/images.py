@@ -72,7 +72,7 @@ def load_image(source, max_size: int | None = None, max_pixels: int = MAX_PIXELS
 def _read_file(path: Path, max_pixels: int) -> np.ndarray:
     if not path.exists():
         if str(path) in sample_names():
-            return load_sample(str(path)).numpy()[0]
+            return _read_sample(str(path), max_pixels)
         raise ImageError(f"image not found: {path}")
     if path.is_dir():
         raise ImageError(f"expected an image file, got a directory: {path}")
@@ -407,10 +407,15 @@ def load_sample(name: str, max_size: int | None = None) -> tf.Tensor:
     Returns:
         (1, H, W, 3) float32 in [0, 1].
     """
+    return load_image(_read_sample(name, MAX_PIXELS), max_size=max_size)
+
+
+def _read_sample(name: str, max_pixels: int) -> np.ndarray:
+    """A sample as (H, W, 3) float32: from data/ when present, else regenerated."""
     path = sample_path(name)
     if path.exists():
-        return load_image(path, max_size=max_size)
-    return load_image(make_sample(name), max_size=max_size)
+        return _read_file(path, max_pixels)
+    return _array_to_rgb(np.asarray(make_sample(name)))
 
 
 def make_sample(name: str) -> np.ndarray:
