@@ -1,0 +1,331 @@
+"""Tests for nstlib.optimize: every optimizer, the history, stopping, non-finite losses, bounds."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import nstlib
+from nstlib.optimize import (
+    DEFAULT_LEARNING_RATES,
+    OPTIMIZERS,
+    NonFiniteLossError,
+    effective_learning_rate,
+    make_optimizer,
+    minimize,
+)
+
+STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1")
+
+
+def _quadratic(target, scale: float = 1.0, nan_above: float | None = None):
+    """loss(x) = scale * sum((x - target)^2); NaN once mean(x) exceeds ``nan_above``."""
+    target = tf.constant(target, tf.float32)
+
+    def loss_fn(x):
+        total = scale * tf.reduce_sum(tf.square(x - target))
+        if nan_above is not None:
+            total += tf.where(tf.reduce_mean(x) > nan_above, np.float32(np.nan), 0.0)
+        return {"total": total, "content": total, "style": tf.constant(0.0),
+                "tv": tf.constant(0.0)}
+
+    return loss_fn
+
+
+def _start(shape=(1, 4, 5, 3), low=0.2, high=0.4, seed=0) -> tf.Tensor:
+    return tf.constant(np.random.default_rng(seed).uniform(low, high, shape), tf.float32)
+
+
+class _Recorder:
+    """A callback that keeps every (step, image, total) it is shown."""
+
+    def __init__(self, stop_at: int | None = None, interrupt_at: int | None = None):
+        self.steps, self.images, self.totals = [], [], []
+        self.stop_at, self.interrupt_at = stop_at, interrupt_at
+
+    def __call__(self, step, image, losses):
+        self.steps.append(step)
+        self.images.append(np.array(image))
+        self.totals.append(float(losses["total"]))
+        if step == self.interrupt_at:
+            raise KeyboardInterrupt
+        return step == self.stop_at
+
+
+# ----------------------------------------------------------------------------- every optimizer
+
+
+@pytest.fixture(scope="module")
+def stylize_inputs():
+    return nstlib.load_sample("chelsea", max_size=64), nstlib.load_sample("stripes", max_size=64)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_lowers_a_style_transfer_loss(stylize_inputs, optimizer):
+    content, style = stylize_inputs
+    steps = 20
+    result = nstlib.stylize(content, style, size=64, steps=steps, optimizer=optimizer,
+                            weights="random", content_layers=("block2_conv2",),
+                            style_layers=STYLE_LAYERS, progress=False)
+    history = result.history
+    assert result.config["status"] == "completed"
+    assert len(history) == steps + 1
+    np.testing.assert_array_equal(history["step"], np.arange(steps + 1))
+    total = history["total"]
+    assert np.all(np.isfinite(total))
+    assert total[-1] < 0.75 * total[0], (optimizer, total[0], total[-1])
+    seconds = history["seconds"]
+    assert seconds[0] >= 0 and np.all(np.diff(seconds) >= 0)
+    image = result.image.numpy()
+    assert image.min() >= 0.0 and image.max() <= 1.0
+
+
+def test_history_rows_and_result_fields():
+    init = _start()
+    result = minimize(_quadratic(np.full(init.shape, 0.5)), init, steps=7, optimizer="adam",
+                      learning_rate=0.01, progress=False)
+    history = result.history
+    assert len(history) == 8
+    assert set(history.rows[0]) == {"step", "total", "content", "style", "tv", "seconds"}
+    np.testing.assert_array_equal(history["step"], np.arange(8))
+    assert np.all(np.diff(history["seconds"]) >= 0)
+    assert history.final == history.rows[-1]
+    assert history.to_dict()["total"] == list(history["total"])
+    assert result.status == "completed" and result.learning_rate == 0.01
+    # Row k holds the loss of the image after k updates; the last row is the returned image.
+    assert history["total"][0] == pytest.approx(float(_quadratic(np.full(init.shape, 0.5))(
+        init)["total"]), rel=1e-6)
+    assert history["total"][-1] == pytest.approx(float(_quadratic(np.full(init.shape, 0.5))(
+        result.image)["total"]), rel=1e-5)
+
+
+def test_sgd_follows_the_hand_derived_update():
+    # loss = sum((x - t)^2), gradient 2 (x - t): x_k - t = (1 - 2 lr)^k (x_0 - t).
+    init, target, lr, steps = _start(), np.full((1, 4, 5, 3), 0.6, np.float32), 0.1, 5
+    recorder = _Recorder()
+    result = minimize(_quadratic(target), init, steps=steps, optimizer="sgd", learning_rate=lr,
+                      callbacks=[recorder], progress=False)
+    for k, image in enumerate(recorder.images):
+        expected = target + (1 - 2 * lr) ** k * (init.numpy() - target)
+        np.testing.assert_allclose(image, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.image.numpy(), recorder.images[-1])
+    expected_totals = [np.sum(((1 - 2 * lr) ** k * (init.numpy() - target)) ** 2)
+                       for k in range(steps + 1)]
+    np.testing.assert_allclose(result.history["total"], expected_totals, rtol=1e-4)
+    assert recorder.steps == list(range(steps + 1))
+
+
+def test_default_sgd_rate_makes_the_per_pixel_step_independent_of_image_size():
+    # For a mean-type loss the gradient per pixel is 2 (x - t) / (H W C); the default
+    # SGD rate is multiplied by H W, so one step moves every pixel by the same amount.
+    moves = []
+    for shape in [(1, 8, 8, 3), (1, 16, 32, 3)]:
+        init = tf.fill(shape, 0.2)
+        size = np.prod(shape)
+        result = minimize(_quadratic(np.full(shape, 0.8), scale=1.0 / size), init, steps=1,
+                          optimizer="sgd", progress=False)
+        moves.append(float(np.mean(result.image.numpy() - 0.2)))
+    assert moves[0] == pytest.approx(moves[1], rel=1e-5)
+    expected = DEFAULT_LEARNING_RATES["sgd"] * 2 * 0.6 / 3  # lr_pp * H W * 2 (t - x) / (H W C)
+    assert moves[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_zero_steps_returns_the_start():
+    init = _start()
+    for optimizer in ("adam", "lbfgs"):
+        result = minimize(_quadratic(np.zeros(init.shape)), init, steps=0, optimizer=optimizer,
+                          progress=False)
+        assert len(result.history) == 1 and result.status == "completed"
+        np.testing.assert_array_equal(result.image.numpy(), init.numpy())
+
+
+def test_unknown_optimizer_and_bad_steps():
+    init = _start()
+    with pytest.raises(ValueError, match="unknown optimizer 'adamw'; choose one of sgd, "
+                                         "momentum, nesterov, rmsprop, adagrad, adam, lbfgs"):
+        minimize(_quadratic(np.zeros(init.shape)), init, steps=3, optimizer="adamw",
+                 progress=False)
+    with pytest.raises(ValueError, match="steps must be non-negative"):
+        minimize(_quadratic(np.zeros(init.shape)), init, steps=-1, progress=False)
+    # Names are case-insensitive.
+    result = minimize(_quadratic(np.zeros(init.shape)), init, steps=1, optimizer="Adam",
+                      progress=False)
+    assert result.status == "completed"
+
+
+# ----------------------------------------------------------------------------- stopping
+
+
+def _ill_conditioned(shape, seed=1):
+    """Weighted quadratic plus a smoothness term: L-BFGS needs many iterations (an
+    isotropic quadratic it solves in two, which would end the run before any stop)."""
+    rng = np.random.default_rng(seed)
+    target = tf.constant(rng.uniform(0.1, 0.9, shape), tf.float32)
+    weight = tf.constant(rng.uniform(0.5, 5.0, shape), tf.float32)
+
+    def loss_fn(x):
+        total = (tf.reduce_sum(weight * tf.square(x - target))
+                 + tf.reduce_sum(tf.square(x[:, 1:] - x[:, :-1])))
+        return {"total": total}
+
+    return loss_fn
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "lbfgs"])
+def test_callback_returning_true_stops_early(optimizer):
+    init = _start(shape=(1, 6, 6, 3))
+    recorder = _Recorder(stop_at=3)
+    result = minimize(_ill_conditioned(init.shape), init, steps=20, optimizer=optimizer,
+                      learning_rate=None if optimizer == "lbfgs" else 0.01,
+                      callbacks=[recorder], progress=False)
+    assert result.status == "stopped"
+    assert recorder.steps == [0, 1, 2, 3]
+    assert len(result.history) == 4
+    # The returned image is the one the callback saw when it asked to stop.
+    np.testing.assert_array_equal(result.image.numpy(), recorder.images[-1])
+    assert result.history["total"][-1] == pytest.approx(recorder.totals[-1])
+
+
+def test_ctrl_c_keeps_the_current_image():
+    init = _start()
+    recorder = _Recorder(interrupt_at=2)
+    result = minimize(_quadratic(np.full(init.shape, 0.9)), init, steps=10, optimizer="adam",
+                      learning_rate=0.05, callbacks=[recorder], progress=False)
+    assert result.status == "interrupted"
+    np.testing.assert_array_equal(result.image.numpy(), recorder.images[-1])
+    assert not np.array_equal(result.image.numpy(), init.numpy())
+
+
+# ----------------------------------------------------------------------------- non-finite
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_non_finite_loss_raises_with_the_last_finite_image(optimizer):
+    # The image climbs from ~0.3 towards 1; the loss is NaN once its mean passes 0.5.
+    init = _start()
+    loss_fn = _quadratic(np.ones(init.shape), nan_above=0.5)
+    recorder = _Recorder()
+    with pytest.raises(NonFiniteLossError, match="non-finite at step .*smaller learning rate") \
+            as info:
+        minimize(loss_fn, init, steps=200, optimizer=optimizer, learning_rate=0.02,
+                 callbacks=[recorder], progress=False)
+    error = info.value
+    assert isinstance(error, FloatingPointError)
+    assert len(recorder.images) >= 2  # a few good steps before it failed
+    last_good = error.image.numpy()
+    assert np.all(np.isfinite(last_good))
+    np.testing.assert_array_equal(last_good, recorder.images[-1])
+    assert np.isfinite(float(loss_fn(error.image)["total"]))
+    assert np.mean(last_good) <= 0.5
+    assert len(error.history) == len(recorder.images)
+    assert error.history["total"][-1] == pytest.approx(recorder.totals[-1])
+
+
+def test_non_finite_loss_under_lbfgs_keeps_the_last_accepted_image():
+    init = _start()
+    loss_fn = _quadratic(np.ones(init.shape), nan_above=0.5)
+    recorder = _Recorder()
+    with pytest.raises(NonFiniteLossError) as info:
+        minimize(loss_fn, init, steps=20, optimizer="lbfgs", callbacks=[recorder],
+                 progress=False)
+    assert np.all(np.isfinite(info.value.image.numpy()))
+    np.testing.assert_array_equal(info.value.image.numpy(), recorder.images[-1])
+    assert np.isfinite(float(loss_fn(info.value.image)["total"]))
+
+
+def test_non_finite_error_is_exported():
+    assert nstlib.NonFiniteLossError is NonFiniteLossError
+
+
+# ----------------------------------------------------------------------------- bounds
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam", "sgd"])
+def test_pixels_stay_in_unit_range_when_the_optimum_is_outside(optimizer):
+    # Targets below 0 and above 1 pull pixels out of range; the bounded optimum is clip(t).
+    target = np.tile(np.array([-0.5, 0.3, 1.5], np.float32), (1, 4, 4, 1))
+    recorder = _Recorder()
+    result = minimize(_quadratic(target), tf.fill(target.shape, 0.5), steps=60,
+                      optimizer=optimizer, learning_rate=None if optimizer == "lbfgs" else 0.1,
+                      callbacks=[recorder], progress=False)
+    for image in recorder.images + [result.image.numpy()]:
+        assert image.min() >= 0.0 and image.max() <= 1.0
+    np.testing.assert_allclose(result.image.numpy(), np.clip(target, 0, 1), atol=0.02)
+
+
+def test_lbfgs_returns_the_last_recorded_image_and_no_learning_rate():
+    init = _start()
+    loss_fn = _quadratic(np.full(init.shape, 0.5))
+    result = minimize(loss_fn, init, steps=3, optimizer="lbfgs", progress=False)
+    assert result.learning_rate is None
+    assert result.history["total"][-1] == pytest.approx(float(loss_fn(result.image)["total"]),
+                                                        rel=1e-5, abs=1e-9)
+    assert result.history["total"][-1] < result.history["total"][0]
+
+
+# ----------------------------------------------------------------------------- factories
+
+
+@pytest.mark.parametrize(("name", "cls", "momentum", "nesterov"), [
+    ("sgd", keras.optimizers.SGD, 0.0, False),
+    ("momentum", keras.optimizers.SGD, 0.9, False),
+    ("nesterov", keras.optimizers.SGD, 0.9, True),
+])
+def test_make_optimizer_sgd_family(name, cls, momentum, nesterov):
+    optimizer = make_optimizer(name, 0.125)
+    assert type(optimizer) is cls
+    assert optimizer.momentum == pytest.approx(momentum)
+    assert bool(optimizer.nesterov) is nesterov
+    assert float(optimizer.learning_rate) == pytest.approx(0.125)
+
+
+def test_make_optimizer_adaptive_methods():
+    rmsprop = make_optimizer("rmsprop", 0.01)
+    assert type(rmsprop) is keras.optimizers.RMSprop
+    assert rmsprop.epsilon == pytest.approx(1e-8)
+    adagrad = make_optimizer("adagrad", 0.02)
+    assert type(adagrad) is keras.optimizers.Adagrad
+    assert adagrad.initial_accumulator_value == pytest.approx(1e-10)
+    adam = make_optimizer("ADAM", 0.03)
+    assert type(adam) is keras.optimizers.Adam
+    assert (adam.beta_1, adam.beta_2) == (pytest.approx(0.9), pytest.approx(0.999))
+    for optimizer, lr in [(rmsprop, 0.01), (adagrad, 0.02), (adam, 0.03)]:
+        assert float(optimizer.learning_rate) == pytest.approx(lr)
+
+
+def test_make_optimizer_refuses_lbfgs_and_unknown_names():
+    with pytest.raises(ValueError, match="L-BFGS is not a Keras optimizer"):
+        make_optimizer("lbfgs", 1.0)
+    with pytest.raises(ValueError, match="unknown optimizer 'newton'"):
+        make_optimizer("newton", 1.0)
+
+
+def test_effective_learning_rate_rule():
+    shape = (1, 32, 48, 3)
+    # An explicit rate is used as given, for every optimizer.
+    for name in OPTIMIZERS:
+        assert effective_learning_rate(name, 0.5, shape) == 0.5
+    # Defaults: per-pixel rates times H*W for the plain gradient methods ...
+    for name in ("sgd", "momentum", "nesterov"):
+        assert effective_learning_rate(name, None, shape) == pytest.approx(
+            DEFAULT_LEARNING_RATES[name] * 32 * 48)
+        assert effective_learning_rate(name, None, (1, 64, 96, 3)) == pytest.approx(
+            4 * effective_learning_rate(name, None, shape))
+    # ... and size-independent rates for the adaptive ones; L-BFGS has none.
+    for name in ("rmsprop", "adagrad", "adam"):
+        assert effective_learning_rate(name, None, shape) == DEFAULT_LEARNING_RATES[name]
+        assert effective_learning_rate(name, None, (1, 7, 9, 3)) == DEFAULT_LEARNING_RATES[name]
+    assert effective_learning_rate("lbfgs", None, shape) is None
+    for bad in (0, -0.1):
+        with pytest.raises(ValueError, match="learning rate must be positive"):
+            effective_learning_rate("adam", bad, shape)
+    assert set(DEFAULT_LEARNING_RATES) == set(OPTIMIZERS)
+
+
+def test_minimize_reports_the_effective_learning_rate():
+    init = tf.fill((1, 6, 10, 3), 0.5)
+    result = minimize(_quadratic(np.zeros(init.shape)), init, steps=1, optimizer="momentum",
+                      progress=False)
+    assert result.learning_rate == pytest.approx(DEFAULT_LEARNING_RATES["momentum"] * 60)
