@@ -291,6 +291,7 @@ class StyleTransferObjective:
         _check(content_reduction, CONTENT_REDUCTIONS, "content reduction")
         _check(style_form, STYLE_FORMS, "style form")
         _check(tv_kind, TV_KINDS, "TV kind")
+        _check(tv_reduction, TV_REDUCTIONS, "TV reduction")
         self.extractor = extractor
         self.weights = (float(content_weight), float(style_weight), float(tv_weight))
         self.style_layer_weights = style_layer_weights

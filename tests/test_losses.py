@@ -376,3 +376,6 @@ def test_objective_rejects_unknown_definitions(small_extractor):
         StyleTransferObjective(small_extractor, image, image, style_form="cov")
     with pytest.raises(ValueError, match="TV kind must be one of"):
         StyleTransferObjective(small_extractor, image, image, tv_kind="l3")
+    # Checked when the objective is built, not at its first call inside the optimiser.
+    with pytest.raises(ValueError, match="TV reduction must be one of sum, mean"):
+        StyleTransferObjective(small_extractor, image, image, tv_reduction="median")
