@@ -177,7 +177,8 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int, optimizer: str = "
         description: Progress-bar label.
 
     Returns:
-        ``OptimizationResult``; its history has ``steps + 1`` rows when completed.
+        ``OptimizationResult``; its history has ``steps + 1`` rows when a Keras optimizer
+        completes, and one row per L-BFGS iteration (fewer when L-BFGS converges early).
 
     Raises:
         NonFiniteLossError: with the last finite image attached.
