@@ -1,4 +1,4 @@
-"""The ``nst`` command: ``nst stylize``, ``nst demo`` (more subcommands register here).
+"""The ``nst`` command: ``nst stylize``, ``nst demo``, ``nst ablate``, ``nst report``.
 
 Bad input never produces a traceback: every error a user can cause is reported as one
 line on stderr with a non-zero exit code (2 for bad input, 1 for a failed run, 130 for
@@ -97,6 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output-dir", default="out/demo", help="folder for the results")
     add_run_options(demo)
     demo.set_defaults(handler=cmd_demo, steps=None, size=None)
+
+    ablate = commands.add_parser("ablate", help="run a grid of stylize runs (YAML file) "
+                                 "locally or on a Dask cluster; re-running resumes")
+    ablate.add_argument("grid", help="grid file (YAML), e.g. examples/optimizers.yaml")
+    ablate.add_argument("-o", "--output-dir", required=True,
+                        help="results folder (runs/, results.csv); completed runs are kept")
+    ablate.add_argument("--workers", type=_positive_int, default=None,
+                        help="worker processes (default: min(CPUs, runs))")
+    ablate.add_argument("--scheduler", default=None, metavar="ADDR|local-cluster",
+                        help="run on Dask: a scheduler address (tcp://HOST:PORT) or "
+                             "'local-cluster' to start one here (default: local processes)")
+    ablate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ablate.set_defaults(handler=cmd_ablate)
+
+    report = commands.add_parser("report", help="figures and a Markdown table (results.md) "
+                                 "for a folder written by nst ablate")
+    report.add_argument("results_dir", help="folder written by nst ablate")
+    report.set_defaults(handler=cmd_report)
     return parser
 
 
@@ -195,6 +213,38 @@ def cmd_demo(args) -> int:
         code = run_one(args, content, style, out_dir / f"{content}_{style}.png")
         if code:
             return code
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    from nstlib import ablation
+
+    external = args.scheduler not in (None, "local-cluster")
+    if external and args.workers is not None:
+        raise CliError("--workers applies to local processes and 'local-cluster'; an "
+                       "existing Dask cluster has its own workers")
+    grid = ablation.load_grid(args.grid)  # a bad grid fails here: one line, exit 2
+    try:
+        result = ablation.run_grid(grid, args.output_dir, workers=args.workers,
+                                   scheduler=args.scheduler, progress=not args.no_progress)
+    except ImportError as err:
+        raise CliError(str(err)) from None
+    print(ablation.summary_line(result))
+    if result.failed:
+        print(f"nst: error: {len(result.failed)} of {len(result.rows)} runs failed (errors in "
+              f"{result.table_paths[0]}); re-running retries them", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_report(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from nstlib import ablation
+
+    for path in ablation.write_report(args.results_dir).values():
+        print(path)
     return 0
 
 

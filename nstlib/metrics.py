@@ -1,12 +1,17 @@
 """Measurements for evaluating results: numbers to compare methods by, not losses to optimise.
 
 Everything here works on finished images (NumPy in, floats out) so that a notebook or a
-benchmark can score a result without building a network.
+benchmark can score a result without building a network; the feature-space distances of
+the evaluation section take the network (a ``FeatureExtractor``) as an argument.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
+
+from nstlib.images import resize
+from nstlib.statistics import gram_matrix
 
 # ============================================================================================
 # Repetition: spectral energy at a known motif period
@@ -101,3 +106,171 @@ def periodic_energy(image, period: float, bandwidth: float = 0.15,
         return energy
     total = float(power.sum())
     return energy / total if total > 0 else 0.0
+
+
+# ============================================================================================
+# Evaluation of stylised images: SSIM to the content, feature-space distances, time
+#
+# Numbers for comparing the runs of an ablation (``nstlib.ablation``) whatever objective each
+# run optimised: one definition and one evaluation network (an extractor passed in) for
+# every run. Images are (1, H, W, 3) or (H, W, 3) float RGB in [0, 1].
+# ============================================================================================
+
+#: SSIM settings of Wang et al. (2004), as used by ``tf.image.ssim``: an 11x11 Gaussian
+#: window with σ = 1.5 px, K1 = 0.01, K2 = 0.03.
+SSIM_SETTINGS = {"filter_size": 11, "filter_sigma": 1.5, "k1": 0.01, "k2": 0.03}
+
+
+def _as_batch(image) -> tf.Tensor:
+    """(H, W, 3) or (1, H, W, 3) array-like -> (1, H, W, 3) float32 tensor."""
+    image = tf.convert_to_tensor(image, tf.float32)
+    if image.shape.rank == 3:
+        image = image[None]
+    if image.shape.rank != 4 or image.shape[0] != 1 or image.shape[-1] != 3:
+        raise ValueError(f"expected one RGB image (1, H, W, 3) or (H, W, 3), got {image.shape}")
+    return image
+
+
+def _same_size(reference: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
+    """``reference`` resized (``images.resize``) to the height and width of ``image``."""
+    size_hw = (int(image.shape[1]), int(image.shape[2]))
+    if tuple(reference.shape[1:3]) == size_hw:
+        return reference
+    return resize(reference, size_hw)
+
+
+def ssim(image, reference, max_val: float = 1.0) -> float:
+    """Structural similarity of ``image`` to ``reference`` (``tf.image.ssim``).
+
+    The reference is resized to the image's height and width first (area averaging when
+    shrinking, Lanczos when enlarging). SSIM is computed per channel with the settings of
+    ``SSIM_SETTINGS`` on the positions where the window fits ("valid"), then averaged over
+    positions and channels.
+
+    Args:
+        image: (1, H, W, 3) or (H, W, 3) in [0, max_val]; H, W >= 11.
+        reference: Same forms, any size (e.g. the content image).
+        max_val: Dynamic range of the values (1 for [0, 1] images).
+
+    Returns:
+        SSIM in [-1, 1]; 1 for identical images.
+    """
+    image = _as_batch(image)
+    reference = _same_size(_as_batch(reference), image)
+    return float(tf.image.ssim(image, reference, max_val=max_val, **SSIM_SETTINGS)[0])
+
+
+def relative_feature_distance(features, target) -> float:
+    """||F − P||_F / ||P||_F: distance of activations F to target activations P.
+
+    Args:
+        features: (1, h, w, c) activations of the evaluated image.
+        target: (1, h, w, c) activations of the reference (same shape).
+
+    Returns:
+        0 when F = P, 1 when F = 0.
+    """
+    features = tf.convert_to_tensor(features, tf.float32)
+    target = tf.convert_to_tensor(target, tf.float32)
+    if features.shape != target.shape:
+        raise ValueError(f"feature shapes differ: {features.shape} vs {target.shape}")
+    return float(tf.norm(features - target) / (tf.norm(target) + 1e-12))
+
+
+def relative_gram_distance(features, target_features) -> float:
+    """||G(F) − G(S)||_F / ||G(S)||_F with Grams averaged over positions ("hw").
+
+    Args:
+        features: (1, h, w, c) activations of the evaluated image.
+        target_features: (1, h', w', c) activations of the style image (any h', w').
+
+    Returns:
+        0 when the Gram matrices are equal, 1 when G(F) = 0.
+    """
+    gram = gram_matrix(tf.convert_to_tensor(features, tf.float32), "hw")
+    target = gram_matrix(tf.convert_to_tensor(target_features, tf.float32), "hw")
+    return float(tf.norm(gram - target) / (tf.norm(target) + 1e-12))
+
+
+def _with_mean(per_layer: dict) -> dict:
+    return {**per_layer, "mean": float(np.mean(list(per_layer.values())))}
+
+
+def style_distance(extractor, image, style) -> dict:
+    """Relative Gram distance of ``image`` to ``style`` at each style layer of ``extractor``.
+
+    Args:
+        extractor: A ``nstlib.features.FeatureExtractor`` (its ``style_layers``).
+        image: (1, H, W, 3) in [0, 1].
+        style: (1, H_s, W_s, 3) in [0, 1], any size (Grams are averaged over positions).
+
+    Returns:
+        {layer: distance, ..., "mean": mean over layers} (see ``relative_gram_distance``).
+    """
+    generated = extractor(_as_batch(image)).style
+    target = extractor(_as_batch(style)).style
+    return _with_mean({layer: relative_gram_distance(g, t) for layer, g, t in
+                       zip(extractor.style_layers, generated, target, strict=True)})
+
+
+def content_distance(extractor, image, content) -> dict:
+    """Relative feature distance of ``image`` to ``content`` at each content layer.
+
+    Args:
+        extractor: A ``nstlib.features.FeatureExtractor`` (its ``content_layers``).
+        image: (1, H, W, 3) in [0, 1].
+        content: (1, H_c, W_c, 3) in [0, 1]; resized to the image's size first.
+
+    Returns:
+        {layer: distance, ..., "mean": mean over layers} (see
+        ``relative_feature_distance``).
+    """
+    image = _as_batch(image)
+    generated = extractor(image).content
+    target = extractor(_same_size(_as_batch(content), image)).content
+    return _with_mean({layer: relative_feature_distance(g, t) for layer, g, t in
+                       zip(extractor.content_layers, generated, target, strict=True)})
+
+
+def timing(seconds) -> dict:
+    """Time figures of a run from its history's cumulative seconds.
+
+    Args:
+        seconds: Elapsed seconds at each history row, as recorded by
+            ``nstlib.optimize.minimize``: row 0 comes after the first call of the step
+            function, so it includes tracing (compiling) it.
+
+    Returns:
+        {"seconds": the last entry (the optimisation's wall time), "startup_seconds":
+        the first entry (tracing and the first evaluation), "median_step_seconds": the
+        median time between consecutive rows, the steady-state cost of one step (NaN for
+        a single row)}.
+    """
+    seconds = np.asarray(seconds, dtype=np.float64)
+    if seconds.size == 0:
+        raise ValueError("timing needs at least one history row")
+    steps = np.diff(seconds)
+    return {"seconds": float(seconds[-1]), "startup_seconds": float(seconds[0]),
+            "median_step_seconds": float(np.median(steps)) if steps.size else float("nan")}
+
+
+def evaluate(extractor, image, content, style) -> dict:
+    """Every image metric of one result, flattened for a results table.
+
+    Args:
+        extractor: Evaluation network (the same one for every run that is compared).
+        image: (1, H, W, 3) result in [0, 1].
+        content: Content image (resized to the result for SSIM and content distance).
+        style: Style image.
+
+    Returns:
+        {"ssim", "content_distance", "style_distance"} (means over layers) plus
+        "content_distance_<layer>" and "style_distance_<layer>" for each layer.
+    """
+    styled = style_distance(extractor, image, style)
+    kept = content_distance(extractor, image, content)
+    out = {"ssim": ssim(image, content), "content_distance": kept.pop("mean"),
+           "style_distance": styled.pop("mean")}
+    out.update({f"content_distance_{layer}": value for layer, value in kept.items()})
+    out.update({f"style_distance_{layer}": value for layer, value in styled.items()})
+    return out

@@ -1,0 +1,116 @@
+"""Evaluation metrics (nstlib.metrics, evaluation section) against independent computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.metrics import structural_similarity
+
+from nstlib import metrics
+from nstlib.features import FeatureExtractor
+
+
+def _pair(seed=0, shape=(24, 28, 3)):
+    """An image and a noisy, slightly darkened copy (SSIM well inside (0, 1))."""
+    rng = np.random.default_rng(seed)
+    smooth = rng.random((shape[0] // 4 + 1, shape[1] // 4 + 1, 3))
+    image = np.kron(smooth, np.ones((4, 4, 1)))[: shape[0], : shape[1]].astype(np.float32)
+    other = np.clip(0.7 * image + 0.4 * rng.random(shape), 0, 1).astype(np.float32)
+    return image, other
+
+
+def test_ssim_of_an_image_with_itself_is_one():
+    image, _ = _pair()
+    assert metrics.ssim(image, image) == pytest.approx(1.0, abs=1e-6)
+    assert metrics.ssim(image[None], image) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_ssim_matches_scikit_image_with_the_same_window():
+    image, other = _pair(1)
+    expected = structural_similarity(
+        image.astype(np.float64), other.astype(np.float64), channel_axis=-1, data_range=1.0,
+        gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    got = metrics.ssim(other, image)
+    assert 0.2 < expected < 0.95  # a non-trivial pair
+    assert got == pytest.approx(expected, abs=1e-5)
+
+
+def test_ssim_resizes_the_reference_to_the_image():
+    image, other = _pair(2)
+    # A 2x nearest-neighbour enlargement, area-averaged back down, is the image itself.
+    big = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
+    assert metrics.ssim(image, big) == pytest.approx(1.0, abs=1e-5)
+    assert metrics.ssim(other, big) == pytest.approx(metrics.ssim(other, image), abs=1e-5)
+
+
+def _np_gram(features):
+    f = features[0].reshape(-1, features.shape[-1]).astype(np.float64)
+    return f.T @ f / f.shape[0]
+
+
+def test_relative_gram_distance_matches_numpy():
+    rng = np.random.default_rng(3)
+    features = rng.standard_normal((1, 5, 6, 4)).astype(np.float32)
+    style = rng.standard_normal((1, 7, 3, 4)).astype(np.float32) + 0.5
+    g, a = _np_gram(features), _np_gram(style)
+    expected = np.linalg.norm(g - a) / np.linalg.norm(a)
+    assert metrics.relative_gram_distance(features, style) == pytest.approx(expected, rel=1e-5)
+    assert metrics.relative_gram_distance(style, style) == pytest.approx(0.0, abs=1e-6)
+    assert metrics.relative_gram_distance(0 * features, style) == pytest.approx(1.0)
+
+
+def test_relative_feature_distance_matches_numpy():
+    rng = np.random.default_rng(4)
+    f, p = rng.standard_normal((2, 1, 4, 5, 3)).astype(np.float32)
+    expected = np.linalg.norm(f.astype(np.float64) - p) / np.linalg.norm(p.astype(np.float64))
+    assert metrics.relative_feature_distance(f, p) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="shapes differ"):
+        metrics.relative_feature_distance(f, p[:, :3])
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return FeatureExtractor(("block2_conv1",), ("block1_conv1", "block2_conv1"),
+                            weights="random", seed=0)
+
+
+def test_style_and_content_distance_per_layer(extractor):
+    image, other = _pair(5, (20, 24, 3))
+    style = _pair(6, (16, 16, 3))[0]
+    outputs = {name: extractor.layer_outputs(x[None]) for name, x in
+               (("image", image), ("other", other), ("style", style))}
+    styled = metrics.style_distance(extractor, other, style)
+    for layer in ("block1_conv1", "block2_conv1"):
+        g = _np_gram(outputs["other"][layer].numpy())
+        a = _np_gram(outputs["style"][layer].numpy())
+        assert styled[layer] == pytest.approx(np.linalg.norm(g - a) / np.linalg.norm(a),
+                                              rel=1e-4)
+    assert styled["mean"] == pytest.approx((styled["block1_conv1"] + styled["block2_conv1"]) / 2)
+    kept = metrics.content_distance(extractor, other, image)
+    f = outputs["other"]["block2_conv1"].numpy().astype(np.float64)
+    p = outputs["image"]["block2_conv1"].numpy().astype(np.float64)
+    assert kept["block2_conv1"] == pytest.approx(np.linalg.norm(f - p) / np.linalg.norm(p),
+                                                 rel=1e-4)
+    big = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
+    assert metrics.content_distance(extractor, image, big)["mean"] == pytest.approx(0, abs=1e-5)
+
+
+def test_evaluate_flattens_every_metric(extractor):
+    image, other = _pair(7, (20, 24, 3))
+    values = metrics.evaluate(extractor, other, image, image)
+    assert set(values) == {"ssim", "content_distance", "style_distance",
+                           "content_distance_block2_conv1", "style_distance_block1_conv1",
+                           "style_distance_block2_conv1"}
+    assert values["ssim"] == pytest.approx(metrics.ssim(other, image))
+    assert metrics.evaluate(extractor, image, image, image)["style_distance"] == pytest.approx(
+        0, abs=1e-5)
+
+
+def test_timing_from_cumulative_seconds():
+    seconds = [1.5, 1.6, 1.8, 1.9, 2.3]
+    got = metrics.timing(seconds)
+    assert got["seconds"] == 2.3 and got["startup_seconds"] == 1.5
+    assert got["median_step_seconds"] == pytest.approx(np.median([0.1, 0.2, 0.1, 0.4]))
+    assert np.isnan(metrics.timing([0.7])["median_step_seconds"])
+    with pytest.raises(ValueError):
+        metrics.timing([])
