@@ -49,6 +49,8 @@ from nstlib.features import (  # noqa: E402
 )
 from nstlib.images import (  # noqa: E402
     ImageError,
+    gaussian_kernel,
+    image_pyramid,
     load_image,
     load_sample,
     resize_max_side,
@@ -59,6 +61,7 @@ from nstlib.losses import (  # noqa: E402
     StyleTransferObjective,
     content_loss,
     layer_style_loss,
+    pyramid_style_loss,
     style_loss,
     total_variation_loss,
 )
@@ -70,14 +73,41 @@ from nstlib.optimize import (  # noqa: E402
     minimize,
 )
 from nstlib.reproducibility import set_seed  # noqa: E402
-from nstlib.statistics import gram_matrix  # noqa: E402
-from nstlib.transfer import StylizeResult, stylize  # noqa: E402
+from nstlib.statistics import (  # noqa: E402
+    adain,
+    batch_norm,
+    channel_mean_std,
+    color,
+    covariance_spectrum,
+    energy_kept,
+    feature_covariance,
+    gram_matrix,
+    instance_norm,
+    ledoit_wolf_shrinkage,
+    shrink_gram,
+    wct,
+    whiten,
+)
+from nstlib.transfer import (  # noqa: E402
+    DEFAULT_WCT_LAYERS,
+    StylizeResult,
+    WCTStylizeResult,
+    feature_inversion_loss,
+    invert_features,
+    layer_extractor,
+    stylize,
+    wct_stylize,
+)
 
 __all__ = [
-    "CONV_LAYERS", "DEFAULT_CONTENT_LAYERS", "DEFAULT_STYLE_LAYERS", "LAYER_NAMES", "OPTIMIZERS",
-    "QUICK", "FeatureExtractor", "Features", "History", "ImageError", "NonFiniteLossError",
-    "StyleTransferObjective", "StylizeResult", "WeightsUnavailableError", "__version__",
-    "content_loss", "gram_matrix", "layer_style_loss", "load_image", "load_sample",
-    "make_optimizer", "minimize", "receptive_field", "resize_max_side", "sample_names",
-    "save_image", "set_seed", "style_loss", "stylize", "total_variation_loss",
+    "CONV_LAYERS", "DEFAULT_CONTENT_LAYERS", "DEFAULT_STYLE_LAYERS", "DEFAULT_WCT_LAYERS",
+    "FeatureExtractor", "Features", "History", "ImageError", "LAYER_NAMES", "NonFiniteLossError",
+    "OPTIMIZERS", "QUICK", "StyleTransferObjective", "StylizeResult", "WCTStylizeResult",
+    "WeightsUnavailableError", "__version__", "adain", "batch_norm", "channel_mean_std", "color",
+    "content_loss", "covariance_spectrum", "energy_kept", "feature_covariance",
+    "feature_inversion_loss", "gaussian_kernel", "gram_matrix", "image_pyramid", "instance_norm",
+    "invert_features", "layer_extractor", "layer_style_loss", "ledoit_wolf_shrinkage",
+    "load_image", "load_sample", "make_optimizer", "minimize", "pyramid_style_loss",
+    "receptive_field", "resize_max_side", "sample_names", "save_image", "set_seed", "shrink_gram",
+    "style_loss", "stylize", "total_variation_loss", "wct", "wct_stylize", "whiten",
 ]
