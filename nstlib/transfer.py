@@ -193,12 +193,17 @@ def stylize(content, style, *, size: int = 256, steps: int | Sequence[int] = 300
             ``size`` (which ``scales`` otherwise replaces). The optimizer starts afresh at
             every scale: Adam's (and RMSprop's, momentum's, L-BFGS's) state holds one
             moment estimate per pixel, and after upsampling the pixel grid is a different
-            one, so the old estimates belong to no pixel of the new image. The history
-            gains a "scale" column, steps are numbered on across scales and seconds
-            count from the start of the first scale.
+            one, so the old estimates belong to no pixel of the new image; and with the
+            normalised (mean-type) losses each pixel's gradient shrinks about 4x when the
+            side doubles, so even upsampled second moments would be ~16x too large and
+            damp the steps for a long time (Adam's β2 = 0.999 forgets with a time
+            constant of 1000 steps). The history gains a "scale" column,
+            steps are numbered on across scales and seconds count from the start of
+            the first scale.
         gram_shrinkage: None, a λ in [0, 1] or "ledoit-wolf": shrink the style target
-            Grams towards (tr A / N)·I (``statistics.shrink_gram``); helps when the style
-            image has few positions per layer.
+            Grams towards (tr A / N)·I (``statistics.shrink_gram``), which reduces the
+            noise of Grams estimated from few positions (notebook 06 measures when
+            that helps the result).
 
     Returns:
         ``StylizeResult`` with the (1, H, W, 3) image, the history and the config.

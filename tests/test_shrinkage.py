@@ -199,3 +199,18 @@ def test_stylize_records_shrinkage():
                      style_layers=("block1_conv1",), gram_shrinkage="ledoit-wolf")
     assert result.config["gram_shrinkage"] == "ledoit-wolf"
     assert np.isfinite(result.losses["style"])
+
+
+def test_scaled_identity_shrinkage_is_invariant_to_the_feature_scale():
+    # Features c*F: the Ledoit-Wolf intensity is unchanged and the shrunk Gram is c^2 times
+    # the original; the plain identity target does not have this property.
+    f = _features(20, 12, seed=11)
+    scaled = 37.0 * f
+    lam, lam_scaled = (float(ledoit_wolf_shrinkage(tf.constant(x))[0]) for x in (f, scaled))
+    assert lam_scaled == pytest.approx(lam, rel=1e-5)
+    gram, gram_scaled = (tf.constant(_np_gram(x), tf.float32) for x in (f, scaled))
+    np.testing.assert_allclose(shrink_gram(gram_scaled, 0.4).numpy(),
+                               37.0**2 * shrink_gram(gram, 0.4).numpy(), rtol=1e-5)
+    assert not np.allclose(shrink_gram(gram_scaled, 0.4, target="identity").numpy(),
+                           37.0**2 * shrink_gram(gram, 0.4, target="identity").numpy(),
+                           rtol=1e-3)
