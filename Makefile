@@ -42,7 +42,7 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 lint: install
-	$(BIN)/ruff check nstlib tests benchmarks data
+	$(BIN)/ruff check $(wildcard nstlib tests benchmarks data notebooks/conftest.py)
 
 clean:
 	rm -rf $(VENV) out
