@@ -45,7 +45,9 @@ from nstlib.features import (  # noqa: E402
     FeatureExtractor,
     Features,
     WeightsUnavailableError,
+    measure_receptive_field,
     receptive_field,
+    unit_input_gradient,
 )
 from nstlib.images import (  # noqa: E402
     ImageError,
@@ -67,10 +69,12 @@ from nstlib.losses import (  # noqa: E402
 )
 from nstlib.optimize import (  # noqa: E402
     OPTIMIZERS,
+    UPDATE_RULES,
     History,
     NonFiniteLossError,
     make_optimizer,
     minimize,
+    run_update_rule,
 )
 from nstlib.reproducibility import set_seed  # noqa: E402
 from nstlib.statistics import (  # noqa: E402
@@ -107,7 +111,8 @@ __all__ = [
     "content_loss", "covariance_spectrum", "energy_kept", "feature_covariance",
     "feature_inversion_loss", "gaussian_kernel", "gram_matrix", "image_pyramid", "instance_norm",
     "invert_features", "layer_extractor", "layer_style_loss", "ledoit_wolf_shrinkage",
-    "load_image", "load_sample", "make_optimizer", "minimize", "pyramid_style_loss",
+    "load_image", "load_sample", "measure_receptive_field", "run_update_rule", "UPDATE_RULES",
+    "unit_input_gradient", "make_optimizer", "minimize", "pyramid_style_loss",
     "receptive_field", "resize_max_side", "sample_names", "save_image", "set_seed", "shrink_gram",
     "style_loss", "stylize", "total_variation_loss", "wct", "wct_stylize", "whiten",
 ]
