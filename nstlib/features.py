@@ -48,6 +48,10 @@ except ImportError:  # pragma: no cover
                      + _IMAGENET_FILE)
 
 WEIGHT_MODES = ("auto", "imagenet", "random")
+#: Precisions the convolution stack can run in (activations are returned as float32).
+COMPUTE_DTYPES = ("float32", "bfloat16")
+#: How the 3x3 convolutions are computed (see ``conv2d_same_transposed``).
+CONV_IMPLS = ("auto", "standard", "transposed")
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -121,13 +125,78 @@ def layer_channels(layer: str) -> int:
 # ----------------------------------------------------------------------------- model
 
 
-def build_vgg19(last_layer: str = "block5_pool", pooling: str = "max") -> keras.Model:
+@tf.custom_gradient
+def conv2d_same_transposed(x: tf.Tensor, kernel: tf.Tensor):
+    """Stride-1 "same" convolution computed as the transposed convolution of the flipped kernel.
+
+    conv(x, K) equals conv_transpose(x, K') with K' = K rotated by 180° and its input and
+    output channels swapped, so the forward pass can run on ``Conv2DBackpropInput``, the
+    same kernel that computes the input gradient. With TensorFlow's oneDNN CPU kernels
+    (TF 2.16-2.21) that kernel is markedly faster than the forward ``Conv2D`` for VGG's
+    deep layers (few positions, 256-512 channels); the results are the same numbers.
+    The gradients are the usual ones (input gradient by ``Conv2DBackpropInput``, kernel
+    gradient by ``Conv2DBackpropFilter``, pruned from graphs that do not need it).
+
+    Args:
+        x: (B, H, W, C_in) float32.
+        kernel: (kh, kw, C_in, C_out) float32, odd kh and kw.
+
+    Returns:
+        (B, H, W, C_out) float32.
+    """
+    strides = [1, 1, 1, 1]
+    flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
+    x_shape = tf.shape(x)
+    out_shape = tf.concat([x_shape[:3], tf.shape(kernel)[3:]], axis=0)
+    y = tf.raw_ops.Conv2DBackpropInput(input_sizes=out_shape, filter=flipped, out_backprop=x,
+                                       strides=strides, padding="SAME")
+
+    def grad(dy):
+        dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=x_shape, filter=kernel,
+                                            out_backprop=dy, strides=strides, padding="SAME")
+        dk = tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel),
+                                             out_backprop=dy, strides=strides, padding="SAME")
+        return dx, dk
+
+    return y, grad
+
+
+class TransposedConv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` (3x3, stride 1, "same") computed by ``conv2d_same_transposed``."""
+
+    def convolution_op(self, inputs, kernel):
+        return conv2d_same_transposed(inputs, tf.convert_to_tensor(kernel))
+
+
+def resolve_conv_impl(conv_impl: str, compute_dtype: str = "float32") -> str:
+    """"auto" -> "transposed" for float32 on a machine without a visible GPU, else "standard".
+
+    The transposed form is faster with oneDNN's float32 CPU kernels only (it also flips
+    every kernel at each call, ~40 MB of copying per step up to block5_conv1); bfloat16
+    (AMX) convolutions are fastest as plain ``Conv2D`` and GPUs (cuDNN) have no reason
+    to gain (benchmarks/step_time.py, benchmarks/gpu.py).
+    """
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}, got {conv_impl!r}")
+    if conv_impl != "auto":
+        return conv_impl
+    on_cpu = not tf.config.list_physical_devices("GPU")
+    return "transposed" if compute_dtype == "float32" and on_cpu else "standard"
+
+
+def build_vgg19(last_layer: str = "block5_pool", pooling: str = "max",
+                dtype: str | None = None, conv_impl: str = "standard") -> keras.Model:
     """Untrained VGG19 convolutional trunk up to and including ``last_layer``.
 
     Args:
         last_layer: Deepest layer to build.
         pooling: "max" (as trained) or "avg" (Gatys et al. 2016 found it gives
             smoother gradients for synthesis).
+        dtype: Keras dtype policy of every layer (None: the global policy, float32 by
+            default; "mixed_bfloat16": float32 weights, bfloat16 computation and outputs).
+        conv_impl: "standard" (``keras.layers.Conv2D``) or "transposed"
+            (``TransposedConv2D``: same results, faster forward pass on oneDNN CPUs);
+            "auto" picks with ``resolve_conv_impl``.
 
     Returns:
         A Keras model from (B, H, W, 3) preprocessed BGR input to a dict of every
@@ -137,14 +206,16 @@ def build_vgg19(last_layer: str = "block5_pool", pooling: str = "max") -> keras.
         raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
     validate_layers(last_layer)
     pool_cls = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
+    conv_cls = {"standard": keras.layers.Conv2D, "transposed": TransposedConv2D}[
+        resolve_conv_impl(conv_impl, "bfloat16" if dtype and "bfloat16" in dtype else "float32")]
     inputs = keras.Input(shape=(None, None, 3), name="input")
     x, outputs = inputs, {}
     for name in LAYER_NAMES[: LAYER_NAMES.index(last_layer) + 1]:
         if "_conv" in name:
-            layer = keras.layers.Conv2D(layer_channels(name), 3, padding="same",
-                                        activation="relu", name=name)
+            layer = conv_cls(layer_channels(name), 3, padding="same", activation="relu",
+                             name=name, dtype=dtype)
         else:
-            layer = pool_cls(2, strides=2, name=name)
+            layer = pool_cls(2, strides=2, name=name, dtype=dtype)
         x = layer(x)
         outputs[name] = x
     return keras.Model(inputs, outputs, name=f"vgg19_to_{last_layer}")
@@ -319,6 +390,20 @@ class FeatureExtractor:
             or a path to a VGG19 notop ``.h5`` file.
         pooling: "max" or "avg".
         seed: Seed for random weights.
+        compute_dtype: "float32" (default) or "bfloat16" (opt-in): run the convolution
+            stack in bfloat16 (weights stay float32 and are cast per call; the input is
+            cast after VGG pre-processing) and return float32 activations, so Gram
+            matrices and losses stay float32. On CPUs with AVX512-BF16/AMX (oneDNN) a
+            step is several times faster and activations take half the memory;
+            features differ from float32 ones by under 1 % (bfloat16 keeps 8
+            significant bits). That rounding noise matters when a loss compares
+            features with nearly equal targets (e.g. a heavily weighted content term
+            near the content image): there it slows convergence. See
+            benchmarks/precision.py and benchmarks/time_to_image.py.
+        conv_impl: "auto" (default), "standard" or "transposed": how the convolutions
+            are computed (same numbers, see ``conv2d_same_transposed``). "auto" uses the
+            transposed form for float32 on machines without a visible GPU, where it
+            made steps faster in benchmarks/step_time.py, else plain ``Conv2D``.
 
     Attributes:
         weights_source: "imagenet", "random" or "file", what was actually loaded.
@@ -330,7 +415,13 @@ class FeatureExtractor:
     """
 
     def __init__(self, content_layers=DEFAULT_CONTENT_LAYERS, style_layers=DEFAULT_STYLE_LAYERS,
-                 weights="auto", pooling: str = "max", seed: int = 0):
+                 weights="auto", pooling: str = "max", seed: int = 0,
+                 compute_dtype: str = "float32", conv_impl: str = "auto"):
+        if compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got "
+                             f"{compute_dtype!r}")
+        self.compute_dtype = compute_dtype
+        self.conv_impl = resolve_conv_impl(conv_impl, compute_dtype)
         self.content_layers = validate_layers(content_layers, "content layer")
         self.style_layers = validate_layers(style_layers, "style layer")
         if not self.content_layers and not self.style_layers:
@@ -340,7 +431,9 @@ class FeatureExtractor:
         requested = self.content_layers + self.style_layers
         self.layers = tuple(n for n in LAYER_NAMES if n in requested)
         self.last_layer = self.layers[-1]
-        self.model = build_vgg19(self.last_layer, pooling)
+        self.model = build_vgg19(self.last_layer, pooling,
+                                 None if compute_dtype == "float32" else "mixed_bfloat16",
+                                 self.conv_impl)
         self.weights_source, self.weights_path = resolve_weights(weights, self.seed)
         self._load_weights()
 
@@ -379,11 +472,21 @@ class FeatureExtractor:
         Returns:
             {layer name: (B, h, w, c) float32} for every layer up to ``last_layer``.
         """
-        return self.model(vgg_preprocess(tf.convert_to_tensor(images, tf.float32)))
+        return self._outputs(images, self.layers_built)
+
+    @property
+    def layers_built(self) -> tuple[str, ...]:
+        """Every layer name of the model, input to ``last_layer``."""
+        return LAYER_NAMES[: LAYER_NAMES.index(self.last_layer) + 1]
+
+    def _outputs(self, images: tf.Tensor, names) -> dict[str, tf.Tensor]:
+        """float32 activations of the layers ``names`` (only those are cast from bfloat16)."""
+        outputs = self.model(vgg_preprocess(tf.convert_to_tensor(images, tf.float32)))
+        return {name: tf.cast(outputs[name], tf.float32) for name in names}
 
     def __call__(self, images: tf.Tensor) -> Features:
         """Content and style activations of (B, H, W, 3) images in [0, 1]."""
-        outputs = self.layer_outputs(images)
+        outputs = self._outputs(images, self.layers)
         return Features(content=[outputs[n] for n in self.content_layers],
                         style=[outputs[n] for n in self.style_layers])
 

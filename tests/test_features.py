@@ -454,3 +454,63 @@ def test_imagenet_found_in_the_keras_cache(offline, monkeypatch, tmp_path):
     assert extractor.weights_source == "imagenet"
     assert extractor.weights_path == cache / IMAGENET_FILE
     assert offline == []
+
+
+# ----------------------------------------------------------------------------- performance options
+
+
+def test_bfloat16_features_are_close_to_float32():
+    import nstlib
+
+    image = nstlib.load_sample("astronaut", max_size=48)
+    f32 = nstlib.FeatureExtractor(weights="random")(image)
+    bf16 = nstlib.FeatureExtractor(weights="random", compute_dtype="bfloat16")(image)
+    for a, b in zip(f32.style + f32.content, bf16.style + bf16.content, strict=True):
+        assert b.dtype == a.dtype  # returned as float32
+        a, b = a.numpy(), b.numpy()
+        assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.03
+        ga, gb = nstlib.gram_matrix(a).numpy(), nstlib.gram_matrix(b).numpy()
+        assert np.linalg.norm(ga - gb) / np.linalg.norm(ga) < 0.03
+
+def test_compute_dtype_is_validated():
+    import nstlib
+
+    with pytest.raises(ValueError, match="compute_dtype"):
+        nstlib.FeatureExtractor(weights="random", compute_dtype="float16")
+
+def test_transposed_conv_matches_standard_conv_values_and_gradients():
+    import tensorflow as tf
+
+    from nstlib.features import conv2d_same_transposed
+
+    x = tf.random.stateless_normal((1, 9, 7, 5), seed=[1, 2])
+    kernel = tf.random.stateless_normal((3, 3, 5, 4), seed=[3, 4])
+    weights = tf.random.stateless_normal((1, 9, 7, 4), seed=[5, 6])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, kernel])
+        standard = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+        transposed = conv2d_same_transposed(x, kernel)
+        loss_s, loss_t = (tf.reduce_sum(weights * y) for y in (standard, transposed))
+    np.testing.assert_allclose(transposed.numpy(), standard.numpy(), rtol=1e-5, atol=1e-5)
+    for a, b in zip(tape.gradient(loss_t, [x, kernel]), tape.gradient(loss_s, [x, kernel]),
+                    strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+
+def test_conv_impl_choice_and_identical_features():
+    import tensorflow as tf
+
+    import nstlib
+    from nstlib.features import resolve_conv_impl
+
+    on_cpu = not tf.config.list_physical_devices("GPU")
+    assert resolve_conv_impl("auto", "float32") == ("transposed" if on_cpu else "standard")
+    assert resolve_conv_impl("auto", "bfloat16") == "standard"
+    assert resolve_conv_impl("standard") == "standard"
+    with pytest.raises(ValueError, match="conv_impl"):
+        resolve_conv_impl("winograd")
+    image = nstlib.load_sample("chelsea", max_size=40)
+    a = nstlib.FeatureExtractor(weights="random", conv_impl="standard")(image)
+    b = nstlib.FeatureExtractor(weights="random", conv_impl="transposed")(image)
+    for fa, fb in zip(a.style + a.content, b.style + b.content, strict=True):
+        np.testing.assert_allclose(fb.numpy(), fa.numpy(), rtol=1e-4,
+                                   atol=1e-4 * float(np.abs(fa.numpy()).max()))
