@@ -159,7 +159,8 @@ def _is_finite(losses: dict) -> bool:
     return all(np.isfinite(float(v)) for v in losses.values())
 
 
-def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int, optimizer: str = "adam",
+def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
+             optimizer: str | keras.optimizers.Optimizer = "adam",
              learning_rate: float | None = None, callbacks: Sequence[StepCallback] = (),
              progress: bool = True, description: str = "optimising") -> OptimizationResult:
     """Minimise ``loss_fn`` over the pixels of ``init``, keeping them in [0, 1].
@@ -169,7 +170,9 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int, optimizer: str = "
             key (others are recorded too). It must be traceable by ``tf.function``.
         init: (1, H, W, 3) float32 starting image in [0, 1].
         steps: Number of updates (L-BFGS: iterations, each one or more evaluations).
-        optimizer: One of ``OPTIMIZERS``.
+        optimizer: One of ``OPTIMIZERS``, or a fresh Keras optimizer instance used as
+            given (e.g. Adam with other β/ε, or a learning-rate schedule); then
+            ``learning_rate`` must be None and the result's ``learning_rate`` is None.
         learning_rate: None for the default (``effective_learning_rate``).
         callbacks: Called as ``callback(step, image, losses)`` after each recorded row;
             returning True stops the run.
@@ -183,11 +186,17 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int, optimizer: str = "
     Raises:
         NonFiniteLossError: with the last finite image attached.
     """
-    name = check_optimizer(optimizer)
     if int(steps) < 0:
         raise ValueError(f"steps must be non-negative, got {steps}")
     init = tf.convert_to_tensor(init, tf.float32)
-    lr = effective_learning_rate(name, learning_rate, init.shape)
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        if learning_rate is not None:
+            raise ValueError("pass learning_rate=None with an optimizer instance (set the "
+                             "rate on the instance)")
+        name, lr = optimizer, None
+    else:
+        name = check_optimizer(optimizer)
+        lr = effective_learning_rate(name, learning_rate, init.shape)
     bar = tqdm(total=int(steps), desc=description, disable=not progress, leave=False)
     try:
         run = _minimize_lbfgs if name == "lbfgs" else _minimize_keras
@@ -243,7 +252,7 @@ def _format(losses: dict) -> str:
 
 def _minimize_keras(loss_fn, init, steps, name, lr, callbacks, bar) -> OptimizationResult:
     image = tf.Variable(init, trainable=True)
-    opt = make_optimizer(name, lr)
+    opt = name if isinstance(name, keras.optimizers.Optimizer) else make_optimizer(name, lr)
 
     @tf.function
     def step():

@@ -329,3 +329,23 @@ def test_minimize_reports_the_effective_learning_rate():
     result = minimize(_quadratic(np.zeros(init.shape)), init, steps=1, optimizer="momentum",
                       progress=False)
     assert result.learning_rate == pytest.approx(DEFAULT_LEARNING_RATES["momentum"] * 60)
+
+
+def test_minimize_accepts_an_optimizer_instance():
+    import keras
+    import tensorflow as tf
+
+    import nstlib
+
+    target = tf.fill((1, 4, 4, 3), 0.75)
+
+    def loss_fn(image):
+        return {"total": tf.reduce_sum(tf.square(image - target))}
+
+    result = nstlib.minimize(loss_fn, tf.fill((1, 4, 4, 3), 0.25), steps=30, progress=False,
+                             optimizer=keras.optimizers.Adam(0.05, beta_1=0.99, epsilon=0.1))
+    assert result.learning_rate is None
+    assert result.history["total"][-1] < result.history["total"][0]
+    with pytest.raises(ValueError, match="learning_rate"):
+        nstlib.minimize(loss_fn, target, steps=1, learning_rate=0.1, progress=False,
+                        optimizer=keras.optimizers.Adam(0.05))
