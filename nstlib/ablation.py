@@ -447,7 +447,9 @@ def execute_run(config: dict, out_dir: str | None = None, base_dir: str | None =
     started = time.perf_counter()
     log, png = io.StringIO(), None
     try:
-        with contextlib.redirect_stderr(log):
+        # Keras' downloader prints to stdout, nstlib's weights notice to stderr: both belong
+        # to the run's record, not to the terminal of whoever runs the grid.
+        with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
             record, png = _completed_record(config, base_dir)
     except Exception as err:  # noqa: BLE001 - a failed run is recorded, not raised
         record = _failed_record(config, err)
