@@ -1,0 +1,102 @@
+"""Cheap correctness checks of the benchmark helpers: FLOP counts by hand, statistics,
+turn-taking, and the reference loss against the tutorial model (no timed assertions)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import common  # noqa: E402
+import flops  # noqa: E402
+
+
+def test_conv_flops_hand_count_one_layer():
+    # block1_conv2 at 256 x 256: 64 -> 64 channels, 3x3 kernel, 2 FLOPs per multiply-add.
+    assert flops.conv_flops(256, 256, 64, 64) == 2 * 256 * 256 * 9 * 64 * 64 == 4_831_838_208
+    rows = flops.layer_table(256, 256, "block1_conv2")
+    assert [r["layer"] for r in rows] == ["block1_conv1", "block1_conv2"]
+    assert rows[0]["forward"] == 2 * 256 * 256 * 9 * 3 * 64
+    assert rows[1]["forward"] == 4_831_838_208
+
+
+def test_layer_table_pools_with_floor_division():
+    rows = {r["layer"]: r for r in flops.layer_table(170, 256, "block5_conv2")}
+    assert (rows["block2_conv1"]["height"], rows["block2_conv1"]["width"]) == (85, 128)
+    assert (rows["block3_conv1"]["height"], rows["block3_conv1"]["width"]) == (42, 64)
+    assert (rows["block5_conv2"]["height"], rows["block5_conv2"]["width"]) == (10, 16)
+
+
+def test_step_flops_counts_forward_and_input_gradient_to_deepest_layer():
+    counts = flops.step_flops(224, 224)
+    assert counts["deepest_layer"] == "block5_conv1"
+    assert counts["conv_layers"] == 13
+    table = flops.layer_table(224, 224, "block5_conv1")
+    forward = sum(r["forward"] for r in table)
+    assert counts["forward"] == counts["input_gradient"] == forward
+    assert counts["conv_total"] == 2 * forward
+    # All 16 VGG19 convs at 224 px are the well-known ~19.6 G multiply-adds.
+    full = sum(r["forward"] for r in flops.layer_table(224, 224, "block5_conv4"))
+    assert full / 2 == pytest.approx(19.6e9, rel=0.01)
+    # Gram: 4·h·w·C² per style layer (block1_conv1 at full size, C = 64, ...).
+    assert counts["gram"] == sum(4 * h * h * c * c for h, c in
+                                 [(224, 64), (112, 128), (56, 256), (28, 512), (14, 512)])
+
+
+def test_unknown_layer_is_refused():
+    with pytest.raises(ValueError, match="unknown conv layer"):
+        flops.layer_table(64, 64, "block6_conv1")
+
+
+def test_summary_median_and_quartiles():
+    s = common.summary([3.0, 1.0, 2.0, 10.0])
+    assert s["n"] == 4 and s["median"] == 2.5 and s["min"] == 1.0 and s["max"] == 10.0
+    assert common.summary([])["median"] is None
+
+
+def test_turn_taking_alternates_and_times_each_participant():
+    order = []
+
+    def sleeper(name, seconds, steps):
+        def step():
+            order.append(name)
+            time.sleep(seconds)
+        return common.loop(step, steps)
+
+    taking = common.TurnTaking({"a": sleeper("a", 0.02, 3), "b": sleeper("b", 0.001, 5)})
+    durations = taking.run()
+    assert order == ["a", "b", "a", "b", "a", "b", "b", "b"]
+    assert len(durations["a"]) == 3 and len(durations["b"]) == 5
+    assert min(durations["a"]) >= 0.015  # each interval holds only that participant's step
+    assert max(durations["b"]) < 0.015
+
+
+def test_turn_taking_reports_a_failing_participant():
+    def broken(callback):
+        callback(0)
+        raise ZeroDivisionError
+
+    with pytest.raises(RuntimeError, match="broken"):
+        common.TurnTaking({"ok": common.loop(lambda: None, 3), "broken": broken}).run()
+
+
+
+
+
+def test_reference_loss_on_nstlib_matches_the_tutorial_model():
+    import reference_tutorial as ref
+    from time_to_image import ReferenceLoss
+
+    import nstlib
+
+    content = nstlib.load_sample("chelsea", max_size=40)
+    style = nstlib.load_sample("brushstrokes", max_size=40)
+    image = nstlib.load_sample("coffee", max_size=40)[:, : content.shape[1], : content.shape[2]]
+    tutorial = ref.TutorialLoss(content, style)
+    ours = ReferenceLoss(content, style)
+    for key in ("total", "content", "style"):
+        assert float(ours(image)[key]) == pytest.approx(float(tutorial(image)[key]), rel=1e-4)
