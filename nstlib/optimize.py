@@ -36,6 +36,10 @@ DEFAULT_LEARNING_RATES = {
     "lbfgs": None,
 }
 _PER_PIXEL = ("sgd", "momentum", "nesterov")
+#: Learning-rate schedules of the Keras optimizers: "constant", or "cosine" (half a cosine
+#: from the rate down to ``COSINE_FINAL_FRACTION`` of it over the run's steps).
+SCHEDULES = ("constant", "cosine")
+COSINE_FINAL_FRACTION = 0.05
 LOSS_KEYS = ("total", "content", "style", "tv")
 
 LossFn = Callable[[tf.Tensor], dict]
@@ -132,7 +136,27 @@ def check_optimizer(name: str) -> str:
     return key
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def learning_rate_schedule(learning_rate: float, schedule: str, steps: int):
+    """The rate (or Keras schedule) handed to the optimizer.
+
+    Args:
+        learning_rate: Rate at step 0.
+        schedule: One of ``SCHEDULES``.
+        steps: Length of the run (the cosine reaches its floor at the last step).
+
+    Returns:
+        ``learning_rate`` itself for "constant", else a ``keras.optimizers.schedules``
+        object: step k gets lr·(f + (1 − f)·½(1 + cos(π·k/steps))), f = 0.05.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if schedule == "constant":
+        return learning_rate
+    return keras.optimizers.schedules.CosineDecay(learning_rate, max(int(steps), 1),
+                                                  alpha=COSINE_FINAL_FRACTION)
+
+
+def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
     """A Keras optimizer by name.
 
     "momentum" and "nesterov" use momentum 0.9; "adam" uses the Keras defaults
@@ -161,8 +185,9 @@ def _is_finite(losses: dict) -> bool:
 
 def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
              optimizer: str | keras.optimizers.Optimizer = "adam",
-             learning_rate: float | None = None, callbacks: Sequence[StepCallback] = (),
-             progress: bool = True, description: str = "optimising") -> OptimizationResult:
+             learning_rate: float | None = None, schedule: str = "constant",
+             callbacks: Sequence[StepCallback] = (), progress: bool = True,
+             description: str = "optimising") -> OptimizationResult:
     """Minimise ``loss_fn`` over the pixels of ``init``, keeping them in [0, 1].
 
     Args:
@@ -174,6 +199,8 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
             given (e.g. Adam with other β/ε, or a learning-rate schedule); then
             ``learning_rate`` must be None and the result's ``learning_rate`` is None.
         learning_rate: None for the default (``effective_learning_rate``).
+        schedule: "constant" or "cosine" (``learning_rate_schedule``); Keras optimizers
+            named by string only ("cosine" with L-BFGS or an instance is refused).
         callbacks: Called as ``callback(step, image, losses)`` after each recorded row;
             returning True stops the run.
         progress: Show a tqdm progress bar.
@@ -189,6 +216,11 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
     if int(steps) < 0:
         raise ValueError(f"steps must be non-negative, got {steps}")
     init = tf.convert_to_tensor(init, tf.float32)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if schedule != "constant" and (not isinstance(optimizer, str) or optimizer == "lbfgs"):
+        raise ValueError(f"schedule {schedule!r} needs a Keras optimizer named by string, "
+                         f"not {optimizer!r}")
     if isinstance(optimizer, keras.optimizers.Optimizer):
         if learning_rate is not None:
             raise ValueError("pass learning_rate=None with an optimizer instance (set the "
@@ -201,7 +233,7 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
     try:
         run = _minimize_lbfgs if name == "lbfgs" else _minimize_keras
         with _quiet_retracing():
-            return run(loss_fn, init, int(steps), name, lr, list(callbacks), bar)
+            return run(loss_fn, init, int(steps), name, lr, list(callbacks), bar, schedule)
     finally:
         bar.close()
 
@@ -250,9 +282,11 @@ def _format(losses: dict) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
 
 
-def _minimize_keras(loss_fn, init, steps, name, lr, callbacks, bar) -> OptimizationResult:
+def _minimize_keras(loss_fn, init, steps, name, lr, callbacks, bar,
+                    schedule="constant") -> OptimizationResult:
     image = tf.Variable(init, trainable=True)
-    opt = name if isinstance(name, keras.optimizers.Optimizer) else make_optimizer(name, lr)
+    opt = name if isinstance(name, keras.optimizers.Optimizer) else make_optimizer(
+        name, learning_rate_schedule(lr, schedule, steps))
 
     @tf.function
     def step():
@@ -281,7 +315,8 @@ def _minimize_keras(loss_fn, init, steps, name, lr, callbacks, bar) -> Optimizat
     return OptimizationResult(tf.convert_to_tensor(final), recorder.history, status, lr)
 
 
-def _minimize_lbfgs(loss_fn, init, steps, name, lr, callbacks, bar) -> OptimizationResult:
+def _minimize_lbfgs(loss_fn, init, steps, name, lr, callbacks, bar,
+                    schedule="constant") -> OptimizationResult:
     shape = init.shape
 
     @tf.function

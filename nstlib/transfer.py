@@ -84,10 +84,10 @@ def write_json(data: dict, path) -> Path:
 
 @functools.lru_cache(maxsize=8)
 def cached_extractor(content_layers: tuple, style_layers: tuple, weights, pooling: str,
-                     seed: int) -> FeatureExtractor:
+                     seed: int, compute_dtype: str = "float32") -> FeatureExtractor:
     """A ``FeatureExtractor`` reused across runs with identical settings."""
     return FeatureExtractor(content_layers, style_layers, weights=weights, pooling=pooling,
-                            seed=seed)
+                            seed=seed, compute_dtype=compute_dtype)
 
 
 def _describe_source(source) -> str:
@@ -160,7 +160,8 @@ def stylize(content, style, *, size: int = 256, steps: int | Sequence[int] = 300
             tv_kind: str = "l1", seed: int = 0, deterministic: bool = True,
             callbacks: Sequence = (), progress: bool = True, pyramid_levels: int = 1,
             pyramid_level_weights: Sequence[float] | None = None,
-            scales: Sequence[int] | None = None, gram_shrinkage=None) -> StylizeResult:
+            scales: Sequence[int] | None = None, gram_shrinkage=None,
+            schedule: str = "constant", compute_dtype: str = "float32") -> StylizeResult:
     """Neural style transfer by optimisation (Gatys et al. 2016).
 
     Args:
@@ -204,6 +205,12 @@ def stylize(content, style, *, size: int = 256, steps: int | Sequence[int] = 300
             Grams towards (tr A / N)·I (``statistics.shrink_gram``), which reduces the
             noise of Grams estimated from few positions (notebook 06 measures when
             that helps the result).
+        schedule: Learning-rate schedule of the Keras optimizers, "constant" or "cosine"
+            (decay to 5 % over each scale's steps; ``optimize.learning_rate_schedule``).
+        compute_dtype: "float32" or "bfloat16" convolutions (``FeatureExtractor``; Grams
+            and losses stay float32). bfloat16 is several times faster on CPUs with
+            AMX/AVX512-BF16 and slower on others; results then depend on the CPU
+            (README: Performance).
 
     Returns:
         ``StylizeResult`` with the (1, H, W, 3) image, the history and the config.
@@ -221,7 +228,7 @@ def stylize(content, style, *, size: int = 256, steps: int | Sequence[int] = 300
     content_full, style_full = images.load_image(content), images.load_image(style)
     top, top_style = scale_list[-1], int(style_size or scale_list[-1])
     extractor = cached_extractor(tuple(content_layers), tuple(style_layers), weights, pooling,
-                                 int(seed))
+                                 int(seed), compute_dtype)
     image, parts, first_start = None, [], None
     for scale, n_steps in zip(scale_list, steps_list, strict=True):
         content_image = images.resize_max_side(content_full, scale)
@@ -236,7 +243,8 @@ def stylize(content, style, *, size: int = 256, steps: int | Sequence[int] = 300
         scale_start = time.perf_counter()
         first_start = scale_start if first_start is None else first_start
         outcome = minimize(objective, start, steps=n_steps, optimizer=optimizer,
-                           learning_rate=learning_rate, callbacks=callbacks, progress=progress,
+                           learning_rate=learning_rate, schedule=schedule, callbacks=callbacks,
+                           progress=progress,
                            description="stylize" if scales is None else f"stylize @{scale}")
         image = outcome.image
         parts.append((scale, outcome.history, scale_start - first_start))
@@ -254,6 +262,7 @@ def stylize(content, style, *, size: int = 256, steps: int | Sequence[int] = 300
             pyramid_level_weights),
         "gram_shrinkage": gram_shrinkage,
         "optimizer": optimizer, "learning_rate": outcome.learning_rate,
+        "schedule": schedule, "compute_dtype": compute_dtype,
         "content_weight": content_weight, "style_weight": style_weight,
         "tv_weight": tv_weight, "content_layers": list(content_layers),
         "style_layers": list(style_layers),

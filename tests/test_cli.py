@@ -100,6 +100,7 @@ def test_image_over_pixel_limit_is_refused(pair, tmp_path, capsys):
     (["--optimizer", "adamw"], "unknown optimizer 'adamw'"),
     (["--init", "zeros"], "--init must be one of"),
     (["--lr", "-1"], "--lr must be positive"),
+    (["--optimizer", "lbfgs", "--schedule", "cosine"], "needs a Keras optimizer"),
 ])
 def test_bad_options_are_one_line(extra, fragment, pair, tmp_path, capsys):
     content, style = pair
@@ -119,6 +120,17 @@ def test_non_positive_size_is_a_usage_error(size, pair, tmp_path, capsys):
     assert exit_info.value.code == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--size" in err
+
+
+@pytest.mark.parametrize("option, value", [("--precision", "float16"), ("--schedule", "step")])
+def test_unknown_choice_is_a_one_line_usage_error(option, value, pair, tmp_path, capsys):
+    content, style = pair
+    out = tmp_path / "o.png"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["stylize", str(content), str(style), "-o", str(out), option, value])
+    assert exit_info.value.code == cli.EXIT_BAD_INPUT
+    assert_one_line_error(capsys.readouterr().err, option, f"invalid choice: '{value}'")
+    assert not out.exists()
 
 
 def test_output_over_input_is_refused_and_input_untouched(pair, capsys):

@@ -349,3 +349,40 @@ def test_minimize_accepts_an_optimizer_instance():
     with pytest.raises(ValueError, match="learning_rate"):
         nstlib.minimize(loss_fn, target, steps=1, learning_rate=0.1, progress=False,
                         optimizer=keras.optimizers.Adam(0.05))
+
+
+def test_cosine_schedule_matches_its_closed_form():
+    from nstlib.optimize import COSINE_FINAL_FRACTION, learning_rate_schedule
+
+    assert learning_rate_schedule(0.1, "constant", 10) == 0.1
+    schedule = learning_rate_schedule(0.1, "cosine", 10)
+    f = COSINE_FINAL_FRACTION
+    for k in (0, 3, 5, 10, 12):
+        expected = 0.1 * (f + (1 - f) * 0.5 * (1 + np.cos(np.pi * min(k, 10) / 10)))
+        assert float(schedule(k)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_cosine_schedule_sets_adam_step_sizes():
+    # With a constant gradient g, Adam's bias-corrected m / sqrt(v) is g/|g| at every step,
+    # so each pixel moves by exactly the step's learning rate (up to epsilon).
+    from nstlib.optimize import learning_rate_schedule
+
+    befores = []
+    result = minimize(lambda image: {"total": -tf.reduce_sum(image)}, tf.fill((1, 2, 2, 3), 0.2),
+                      steps=8, optimizer="adam", learning_rate=0.05, schedule="cosine",
+                      progress=False,
+                      callbacks=[lambda step, image, losses: befores.append(image.numpy())])
+    moves = np.diff(np.stack(befores)[:, 0, 0, 0, 0])
+    expected = [float(learning_rate_schedule(0.05, "cosine", 8)(k)) for k in range(8)]
+    np.testing.assert_allclose(moves, expected, rtol=1e-4)
+    assert result.learning_rate == 0.05
+
+
+@pytest.mark.parametrize("optimizer, schedule, fragment", [
+    ("adam", "linear", "schedule must be one of constant, cosine"),
+    ("lbfgs", "cosine", "needs a Keras optimizer named by string"),
+])
+def test_bad_schedule_is_refused(optimizer, schedule, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        minimize(lambda image: {"total": tf.reduce_sum(image)}, tf.zeros((1, 2, 2, 3)),
+                 steps=1, optimizer=optimizer, schedule=schedule, progress=False)
