@@ -7,6 +7,7 @@ but it stops at the deepest layer a run needs and can swap max for average pooli
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -332,8 +333,11 @@ def download_imagenet_weights() -> Path:
     if cached is not None:
         return cached
     try:
-        return Path(keras.utils.get_file(_IMAGENET_FILE, _IMAGENET_URL, cache_subdir="models",
-                                         file_hash=_IMAGENET_MD5))
+        # Keras reports "Downloading data from ..." on stdout; stdout belongs to results
+        # (the CLI's summary line, notebook outputs), so the progress goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            return Path(keras.utils.get_file(_IMAGENET_FILE, _IMAGENET_URL,
+                                             cache_subdir="models", file_hash=_IMAGENET_MD5))
     except Exception as err:  # noqa: BLE001 - any download failure means "unavailable"
         raise WeightsUnavailableError(
             f"ImageNet VGG19 weights could not be downloaded ({type(err).__name__}). "
