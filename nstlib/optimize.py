@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -17,7 +18,12 @@ import keras
 import numpy as np
 import scipy.optimize
 import tensorflow as tf
-from tqdm.auto import tqdm
+
+with warnings.catch_warnings():
+    # Without ipywidgets, tqdm.auto uses its text bar in notebooks (what we want) but warns
+    # "IProgress not found" into every notebook's first output.
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    from tqdm.auto import tqdm
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "lbfgs")
 
