@@ -195,3 +195,13 @@ def test_real_process_prints_one_line_and_no_traceback(tmp_path):
     assert proc.returncode == cli.EXIT_BAD_INPUT
     assert proc.stderr.strip() == "nst: error: image not found: nope.png"
     assert not out.exists()
+
+
+def test_precision_and_schedule_reach_the_record(pair, tmp_path, capsys):
+    content, style = pair
+    out = tmp_path / "fast.png"
+    code, _, _ = run(["stylize", content, style, "-o", out, *FAST, "--precision", "bfloat16",
+                      "--schedule", "cosine"], capsys)
+    assert code == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["compute_dtype"] == "bfloat16" and record["schedule"] == "cosine"
