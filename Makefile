@@ -30,19 +30,21 @@ unit: install
 nbval: install
 	NST_QUICK=1 $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env $(NOTEBOOKS)
 
-## make notebooks: re-execute every notebook in full mode, in place (the outputs readers see)
+## make notebooks: re-execute every notebook in full mode, in place (the outputs readers see),
+## then store large figures as JPEG (tools/compact_notebook_figures.py)
 notebooks: install
 	for nb in $(NOTEBOOKS); do \
 	  NST_QUICK=0 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
 	done
+	$(BIN)/python tools/compact_notebook_figures.py $(NOTEBOOKS)
 
 ## make bench: speed and memory measurements, one JSON document on stdout
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 lint: install
-	$(BIN)/ruff check $(wildcard nstlib tests benchmarks data notebooks/conftest.py)
+	$(BIN)/ruff check $(wildcard nstlib tests benchmarks tools data notebooks/conftest.py)
 
 clean:
 	rm -rf $(VENV) out
