@@ -205,8 +205,8 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
             given (e.g. Adam with other β/ε, or a learning-rate schedule); then
             ``learning_rate`` must be None and the result's ``learning_rate`` is None.
         learning_rate: None for the default (``effective_learning_rate``).
-        schedule: "constant" or "cosine" (``learning_rate_schedule``); Keras optimizers
-            named by string only ("cosine" with L-BFGS or an instance is refused).
+        schedule: "constant" or "cosine" (``learning_rate_schedule``), for the Keras
+            optimizers named by string ("cosine" with L-BFGS or an instance is refused).
         callbacks: Called as ``callback(step, image, losses)`` after each recorded row;
             returning True stops the run.
         progress: Show a tqdm progress bar.
@@ -222,24 +222,25 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
     if int(steps) < 0:
         raise ValueError(f"steps must be non-negative, got {steps}")
     init = tf.convert_to_tensor(init, tf.float32)
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-    if schedule != "constant" and (not isinstance(optimizer, str) or optimizer == "lbfgs"):
-        raise ValueError(f"schedule {schedule!r} needs a Keras optimizer named by string, "
-                         f"not {optimizer!r}")
     if isinstance(optimizer, keras.optimizers.Optimizer):
-        if learning_rate is not None:
-            raise ValueError("pass learning_rate=None with an optimizer instance (set the "
-                             "rate on the instance)")
-        name, lr = optimizer, None
+        if learning_rate is not None or schedule != "constant":
+            raise ValueError("an optimizer instance is used as given: pass learning_rate=None "
+                             "and schedule='constant' (set the rate on the instance)")
+        lr, keras_optimizer = None, optimizer
     else:
         name = check_optimizer(optimizer)
+        if name == "lbfgs" and schedule != "constant":
+            raise ValueError(f"schedule {schedule!r} needs a Keras optimizer, not L-BFGS")
         lr = effective_learning_rate(name, learning_rate, init.shape)
+        keras_optimizer = None if name == "lbfgs" else make_optimizer(
+            name, learning_rate_schedule(lr, schedule, steps))
     bar = tqdm(total=int(steps), desc=description, disable=not progress, leave=False)
     try:
-        run = _minimize_lbfgs if name == "lbfgs" else _minimize_keras
         with _quiet_retracing():
-            return run(loss_fn, init, int(steps), name, lr, list(callbacks), bar, schedule)
+            if keras_optimizer is None:  # L-BFGS
+                return _minimize_lbfgs(loss_fn, init, int(steps), list(callbacks), bar)
+            return _minimize_keras(loss_fn, init, int(steps), keras_optimizer, lr,
+                                   list(callbacks), bar)
     finally:
         bar.close()
 
@@ -288,11 +289,8 @@ def _format(losses: dict) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
 
 
-def _minimize_keras(loss_fn, init, steps, name, lr, callbacks, bar,
-                    schedule="constant") -> OptimizationResult:
+def _minimize_keras(loss_fn, init, steps, opt, lr, callbacks, bar) -> OptimizationResult:
     image = tf.Variable(init, trainable=True)
-    opt = name if isinstance(name, keras.optimizers.Optimizer) else make_optimizer(
-        name, learning_rate_schedule(lr, schedule, steps))
 
     @tf.function
     def step():
@@ -321,8 +319,7 @@ def _minimize_keras(loss_fn, init, steps, name, lr, callbacks, bar,
     return OptimizationResult(tf.convert_to_tensor(final), recorder.history, status, lr)
 
 
-def _minimize_lbfgs(loss_fn, init, steps, name, lr, callbacks, bar,
-                    schedule="constant") -> OptimizationResult:
+def _minimize_lbfgs(loss_fn, init, steps, callbacks, bar) -> OptimizationResult:
     shape = init.shape
 
     @tf.function

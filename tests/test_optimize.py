@@ -349,6 +349,9 @@ def test_minimize_accepts_an_optimizer_instance():
     with pytest.raises(ValueError, match="learning_rate"):
         nstlib.minimize(loss_fn, target, steps=1, learning_rate=0.1, progress=False,
                         optimizer=keras.optimizers.Adam(0.05))
+    with pytest.raises(ValueError, match="used as given"):
+        nstlib.minimize(loss_fn, target, steps=1, schedule="cosine", progress=False,
+                        optimizer=keras.optimizers.Adam(0.05))
 
 
 def test_cosine_schedule_matches_its_closed_form():
@@ -380,7 +383,7 @@ def test_cosine_schedule_sets_adam_step_sizes():
 
 @pytest.mark.parametrize("optimizer, schedule, fragment", [
     ("adam", "linear", "schedule must be one of constant, cosine"),
-    ("lbfgs", "cosine", "needs a Keras optimizer named by string"),
+    ("lbfgs", "cosine", "needs a Keras optimizer, not L-BFGS"),
 ])
 def test_bad_schedule_is_refused(optimizer, schedule, fragment):
     with pytest.raises(ValueError, match=fragment):
