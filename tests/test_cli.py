@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
 
+import cli_helpers
 import numpy as np
 import pytest
+from cli_helpers import run
 from PIL import Image
 
 from nstlib import cli, images, transfer
 from nstlib.optimize import History, NonFiniteLossError
+
+assert_one_line_error = functools.partial(cli_helpers.assert_one_line_error, command="stylize")
 
 FAST = ["--size", "32", "--steps", "3", "--weights", "random", "--no-progress",
         "--content-layers", "block2_conv1", "--style-layers", "block1_conv1,block2_conv1"]
@@ -27,20 +32,6 @@ def pair(tmp_path):
     Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(style)
     return content, style
 
-
-def run(argv, capsys):
-    code = cli.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(err: str, *fragments: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("nst: error: ") or lines[0].startswith("nst stylize: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "Traceback" not in err
 
 
 def test_stylize_writes_image_and_record(pair, tmp_path, capsys):

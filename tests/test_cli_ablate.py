@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 
+import cli_helpers
 import numpy as np
 import pytest
 import yaml
+from cli_helpers import run
 from PIL import Image
 
 from nstlib import ablation, cli
+
+assert_one_line_error = functools.partial(cli_helpers.assert_one_line_error, command="ablate")
 
 GRID = {"name": "cli test",
         "fixed": {"content": "chelsea", "style": "mosaic", "size": 32, "steps": 3,
@@ -20,20 +25,6 @@ GRID = {"name": "cli test",
         "evaluate": {"weights": "random", "content_layers": ["block2_conv1"],
                      "style_layers": ["block1_conv1"]}}
 
-
-def run(argv, capsys):
-    code = cli.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(err: str, *fragments: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("nst: error: ") or lines[0].startswith("nst ablate: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("text, fragments", [
