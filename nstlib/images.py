@@ -154,6 +154,32 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
     return np.clip(array, 0.0, 1.0)
 
 
+def as_hwc(image, name: str = "image") -> np.ndarray:
+    """One image as a float64 (H, W, C) NumPy array, values untouched (for numeric code).
+
+    Args:
+        image: (H, W), (H, W, C) or (1, H, W, C) array-like or tensor.
+        name: What the argument is called, for the error message.
+
+    Returns:
+        (H, W, C) float64; (H, W) gains a channel axis of 1.
+
+    Raises:
+        ValueError: a batch of more than one image, or any other shape.
+    """
+    array = np.asarray(image, dtype=np.float64)
+    if array.ndim == 4:
+        if array.shape[0] != 1:
+            raise ValueError(f"expected a single {name}, got a batch of shape {array.shape}")
+        array = array[0]
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3:
+        raise ValueError(f"{name} must have shape (H, W), (H, W, C) or (1, H, W, C), "
+                         f"got {array.shape}")
+    return array
+
+
 # ----------------------------------------------------------------------------- resizing
 
 

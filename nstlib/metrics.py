@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from nstlib.images import resize
+from nstlib.images import as_hwc, resize
 from nstlib.statistics import gram_matrix
 
 # ============================================================================================
@@ -21,20 +21,6 @@ from nstlib.statistics import gram_matrix
 # ============================================================================================
 
 WINDOWS = ("hann", None)
-
-
-def _as_hwc(image) -> np.ndarray:
-    """(1, H, W, C), (H, W, C) or (H, W) array-like -> (H, W, C) float64."""
-    array = np.asarray(image, dtype=np.float64)
-    if array.ndim == 4:
-        if array.shape[0] != 1:
-            raise ValueError(f"expected a single image, got a batch of shape {array.shape}")
-        array = array[0]
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3:
-        raise ValueError(f"expected an image of shape (H, W[, C]), got {array.shape}")
-    return array
 
 
 def _hann(n: int) -> np.ndarray:
@@ -60,7 +46,7 @@ def power_spectrum(image, window: str | None = "hann") -> tuple[np.ndarray, np.n
     """
     if window not in WINDOWS:
         raise ValueError(f"window must be 'hann' or None, got {window!r}")
-    array = _as_hwc(image)
+    array = as_hwc(image)
     height, width = array.shape[:2]
     array = array - array.mean(axis=(0, 1), keepdims=True)
     weight = 1.0

@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
+from nstlib.images import as_hwc
+
 #: Horizontal and vertical nearest neighbours: the default style statistics.
 DEFAULT_OFFSETS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0))
 #: The four nearest neighbours up to symmetry: horizontal, vertical and both diagonals.
@@ -135,18 +137,6 @@ def _pair_slices(shape_hw, offset) -> tuple[tuple[slice, slice], tuple[slice, sl
     return first, second
 
 
-def _as_hwc_np(x, name: str = "image") -> np.ndarray:
-    """(H, W), (H, W, C) or (1, H, W, C) array-like -> (H, W, C) float64."""
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim == 4 and a.shape[0] == 1:
-        a = a[0]
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3:
-        raise ValueError(f"{name} must have shape (H, W) or (H, W, C), got {a.shape}")
-    return a
-
-
 def _as_hwc_tf(x) -> tf.Tensor:
     if x.shape.rank == 4 and x.shape[0] == 1:
         x = x[0]
@@ -191,7 +181,7 @@ def neighbour_correlations(x, offsets: Sequence[tuple[int, int]] = DEFAULT_OFFSE
             var = 0.5 * tf.reduce_mean(tf.square(ua) + tf.square(ub)) + VAR_EPS
             rs.append(tf.reduce_mean(ua * ub) / var)
         return tf.stack(rs)
-    xn = _as_hwc_np(x)
+    xn = as_hwc(x)
     xc = xn - xn.mean(axis=(0, 1), keepdims=True)
     rs = []
     for off in offsets:
@@ -550,7 +540,7 @@ def metropolis(content, style, alpha: float = 1.0, beta: float = 1.0, steps: int
     c_np = np.asarray(content, dtype=np.float64)
     targets = _style_targets(style, offsets)
     x0 = _initial_image(c_np, init, seed)
-    st = _AnnealState(_as_hwc_np(x0), _as_hwc_np(c_np, "content"), targets, alpha, beta,
+    st = _AnnealState(as_hwc(x0), as_hwc(c_np, "content"), targets, alpha, beta,
                       offsets)
     rng = np.random.default_rng(seed)
 

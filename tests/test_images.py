@@ -535,3 +535,18 @@ def test_unknown_sample_lists_valid_names():
     message = _one_line_image_error(lambda: load_sample("mona_lisa"), "unknown sample")
     for name in sample_names():
         assert name in message
+
+
+def test_as_hwc_shapes_values_and_errors():
+    from nstlib.images import as_hwc
+
+    grey = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = as_hwc(grey)
+    assert out.shape == (2, 3, 1) and out.dtype == np.float64
+    np.testing.assert_array_equal(out[..., 0], grey)
+    rgb = np.random.default_rng(0).random((1, 4, 5, 3))
+    np.testing.assert_array_equal(as_hwc(rgb), rgb[0])  # values untouched, batch axis dropped
+    with pytest.raises(ValueError, match="expected a single content, got a batch of shape"):
+        as_hwc(np.zeros((2, 4, 4, 3)), "content")
+    with pytest.raises(ValueError, match=r"image must have shape \(H, W\), \(H, W, C\)"):
+        as_hwc(np.zeros(5))
