@@ -45,9 +45,7 @@ def child(size: int, dtype: str, steps: int) -> dict:
                                 progress=False,
                                 callbacks=[lambda *a: stamps.append(time.perf_counter())])
     else:
-        objective = nstlib.StyleTransferObjective(
-            extractor, content, style, transfer.DEFAULT_CONTENT_WEIGHT,
-            transfer.DEFAULT_STYLE_WEIGHT, transfer.DEFAULT_TV_WEIGHT)
+        objective = nstlib.StyleTransferObjective(extractor, content, style)  # stylize's loss
         result = nstlib.minimize(objective, content, steps=steps, progress=False,
                                  callbacks=[lambda *a: stamps.append(time.perf_counter())])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -30,16 +30,13 @@ def run(quick: bool = False) -> dict:
     import numpy as np
 
     import nstlib
-    from nstlib import transfer
 
     size, steps, warmup = (64, 20, 2) if quick else (256, 200, 2)
     content, style = common.square_pair(size)
 
     def objective(dtype):
         extractor = nstlib.FeatureExtractor(weights="random", compute_dtype=dtype)
-        return nstlib.StyleTransferObjective(
-            extractor, content, style, transfer.DEFAULT_CONTENT_WEIGHT,
-            transfer.DEFAULT_STYLE_WEIGHT, transfer.DEFAULT_TV_WEIGHT)
+        return nstlib.StyleTransferObjective(extractor, content, style)  # stylize's loss
 
     objectives = {"float32": objective("float32"), "bfloat16": objective("bfloat16")}
     conv32, conv_flop = ref.limit_conv("float32")

@@ -187,13 +187,10 @@ def limit_conv(dtype: str = "float32"):
 def nstlib_objective(content, style, extractor=None):
     """nstlib's objective (stylize's default losses and weights) at the tutorial's depth."""
     import nstlib
-    from nstlib import transfer
 
     extractor = extractor or nstlib.FeatureExtractor(TUTORIAL_CONTENT_LAYERS,
                                                      TUTORIAL_STYLE_LAYERS, weights="random")
-    return nstlib.StyleTransferObjective(
-        extractor, content, style, transfer.DEFAULT_CONTENT_WEIGHT,
-        transfer.DEFAULT_STYLE_WEIGHT, transfer.DEFAULT_TV_WEIGHT)
+    return nstlib.StyleTransferObjective(extractor, content, style)  # stylize's loss
 
 
 def compare_at(size: int, steps: int, warmup: int) -> dict:

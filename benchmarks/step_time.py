@@ -36,7 +36,6 @@ REFERENCE_POINTS = {256: 0.55, 512: 2.2}
 
 def measure(size: int, steps: int, warmup: int, bf16: bool = True) -> dict:
     import nstlib
-    from nstlib import transfer
 
     content, style = common.square_pair(size)
     total = steps + warmup
@@ -50,9 +49,7 @@ def measure(size: int, steps: int, warmup: int, bf16: bool = True) -> dict:
         variants["stylize_bf16"] = {"compute_dtype": "bfloat16"}
     for name, options in variants.items():
         extractor = nstlib.FeatureExtractor(weights="random", **options)
-        objective = nstlib.StyleTransferObjective(
-            extractor, content, style, transfer.DEFAULT_CONTENT_WEIGHT,
-            transfer.DEFAULT_STYLE_WEIGHT, transfer.DEFAULT_TV_WEIGHT)
+        objective = nstlib.StyleTransferObjective(extractor, content, style)  # stylize's loss
         participants[name] = lambda cb, o=objective: nstlib.minimize(
             o, content, steps=total, callbacks=[cb], progress=False)
     conv, conv_flop = ref.limit_conv()

@@ -16,9 +16,7 @@ again, it writes the same style PNGs.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(REPO_ROOT))
 
 from nstlib import patterns  # noqa: E402
+from nstlib._io import atomic_open  # noqa: E402
 
 #: Content photographs: file stem -> name of the scikit-image loader.
 PHOTOS = ("astronaut", "chelsea", "coffee")
@@ -56,15 +55,8 @@ def write(array: np.ndarray, path: Path) -> None:
         options = {"format": "JPEG", "quality": JPEG_QUALITY}
     else:
         options = {"format": "PNG", "optimize": True}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            Image.fromarray(array).save(handle, **options)
-        os.chmod(tmp, 0o644)  # mkstemp creates owner-only files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as handle:
+        Image.fromarray(array).save(handle, **options)
 
 
 def main(argv: list[str] | None = None) -> None:

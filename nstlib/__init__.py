@@ -1,118 +1,103 @@
 """nstlib: optimisation-based neural style transfer with TensorFlow/Keras.
 
 The public API is re-exported here; each name lives in the module that owns its concept
-(images -> features -> statistics/losses -> optimize -> transfer).
+(images -> features -> statistics/losses -> optimize -> transfer, see GUIDE.md §3).
+
+Importing the package has no side effects: it does not import TensorFlow, change
+environment variables or touch file descriptors. A public name (``nstlib.stylize``) or a
+submodule (``nstlib.images``) is imported from its module on first use.
 """
 
-import os
-import sys
+from importlib import import_module, metadata
+
+try:
+    __version__ = metadata.version("nstlib")
+except metadata.PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
+    __version__ = "0.0.0+unknown"
+
+#: Public name -> the submodule that owns it.
+_EXPORTS = {
+    "CONV_LAYERS": "vgg_layers",
+    "ConfigError": "settings",
+    "DEFAULT_CONTENT_LAYERS": "vgg_layers",
+    "DEFAULT_STYLE_LAYERS": "vgg_layers",
+    "DEFAULT_WCT_LAYERS": "wct",
+    "FeatureExtractor": "features",
+    "Features": "features",
+    "History": "optimize",
+    "ImageError": "images",
+    "LAYER_NAMES": "vgg_layers",
+    "LossConfig": "settings",
+    "NetworkConfig": "settings",
+    "NonFiniteLossError": "optimize",
+    "OPTIMIZERS": "settings",
+    "OptimConfig": "settings",
+    "QUICK": "config",
+    "StyleTransferObjective": "losses",
+    "StylizeConfig": "settings",
+    "StylizeResult": "transfer",
+    "UPDATE_RULES": "update_rules",
+    "WCTStylizeResult": "wct",
+    "WeightsUnavailableError": "vgg_weights",
+    "adain": "statistics",
+    "batch_norm": "statistics",
+    "channel_mean_std": "statistics",
+    "color": "wct",
+    "content_loss": "losses",
+    "covariance_spectrum": "wct",
+    "energy_kept": "wct",
+    "feature_covariance": "wct",
+    "feature_inversion_loss": "wct",
+    "gaussian_kernel": "pyramids",
+    "gram_matrix": "statistics",
+    "image_pyramid": "pyramids",
+    "instance_norm": "statistics",
+    "invert_features": "wct",
+    "layer_extractor": "wct",
+    "layer_style_loss": "losses",
+    "ledoit_wolf_shrinkage": "statistics",
+    "load_image": "images",
+    "load_sample": "images",
+    "make_optimizer": "optimize",
+    "measure_receptive_field": "receptive_fields",
+    "minimize": "optimize",
+    "pyramid_style_loss": "losses",
+    "receptive_field": "receptive_fields",
+    "resize_max_side": "images",
+    "run_update_rule": "update_rules",
+    "sample_names": "images",
+    "save_image": "images",
+    "set_seed": "reproducibility",
+    "shrink_gram": "statistics",
+    "style_loss": "losses",
+    "stylize": "transfer",
+    "total_variation_loss": "losses",
+    "unit_input_gradient": "receptive_fields",
+    "wct_stylize": "wct",
+    "whiten": "wct",
+}
+
+#: Submodules reachable as attributes (``nstlib.images``) without an explicit import.
+_SUBMODULES = ("ablation", "cli", "config", "features", "images", "losses", "metrics",
+               "optimize", "patterns", "pyramids", "receptive_fields", "reproducibility",
+               "settings", "statistics", "toy", "transfer", "update_rules", "vgg_layers",
+               "vgg_weights", "wct")
+
+# ``nstlib.wct`` is the module since it exists (the transform itself is ``nstlib.wct.wct``):
+# a package attribute cannot be both, and importing the submodule would rebind it anyway.
+__all__ = sorted([*_EXPORTS, "__version__", "wct"])
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow and Keras with their C++ start-up log lines silenced.
-
-    TensorFlow's native libraries print oneDNN/CUDA notices straight to file descriptor 2
-    while loading, before any Python setting applies (setting TF_CPP_MIN_LOG_LEVEL from
-    Python is too late for them). They would break the CLI's one-line errors, so fd 2 is
-    pointed at /dev/null for the import only. Python exceptions still propagate. Set
-    NSTLIB_TF_VERBOSE=1 to see the lines.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules or os.environ.get("NSTLIB_TF_VERBOSE"):
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(f"nstlib.{_EXPORTS[name]}"), name)
+    elif name in _SUBMODULES:
+        value = import_module(f"nstlib.{name}")
+    else:
+        raise AttributeError(f"module 'nstlib' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
-_import_tensorflow_quietly()
-
-__version__ = "0.1.0"
-
-from nstlib.config import QUICK  # noqa: E402
-from nstlib.features import (  # noqa: E402
-    CONV_LAYERS,
-    DEFAULT_CONTENT_LAYERS,
-    DEFAULT_STYLE_LAYERS,
-    LAYER_NAMES,
-    FeatureExtractor,
-    Features,
-    WeightsUnavailableError,
-    measure_receptive_field,
-    receptive_field,
-    unit_input_gradient,
-)
-from nstlib.images import (  # noqa: E402
-    ImageError,
-    gaussian_kernel,
-    image_pyramid,
-    load_image,
-    load_sample,
-    resize_max_side,
-    sample_names,
-    save_image,
-)
-from nstlib.losses import (  # noqa: E402
-    StyleTransferObjective,
-    content_loss,
-    layer_style_loss,
-    pyramid_style_loss,
-    style_loss,
-    total_variation_loss,
-)
-from nstlib.optimize import (  # noqa: E402
-    OPTIMIZERS,
-    UPDATE_RULES,
-    History,
-    NonFiniteLossError,
-    make_optimizer,
-    minimize,
-    run_update_rule,
-)
-from nstlib.reproducibility import set_seed  # noqa: E402
-from nstlib.statistics import (  # noqa: E402
-    adain,
-    batch_norm,
-    channel_mean_std,
-    color,
-    covariance_spectrum,
-    energy_kept,
-    feature_covariance,
-    gram_matrix,
-    instance_norm,
-    ledoit_wolf_shrinkage,
-    shrink_gram,
-    wct,
-    whiten,
-)
-from nstlib.transfer import (  # noqa: E402
-    DEFAULT_WCT_LAYERS,
-    StylizeResult,
-    WCTStylizeResult,
-    feature_inversion_loss,
-    invert_features,
-    layer_extractor,
-    stylize,
-    wct_stylize,
-)
-
-__all__ = [
-    "CONV_LAYERS", "DEFAULT_CONTENT_LAYERS", "DEFAULT_STYLE_LAYERS", "DEFAULT_WCT_LAYERS",
-    "FeatureExtractor", "Features", "History", "ImageError", "LAYER_NAMES", "NonFiniteLossError",
-    "OPTIMIZERS", "QUICK", "StyleTransferObjective", "StylizeResult", "WCTStylizeResult",
-    "WeightsUnavailableError", "__version__", "adain", "batch_norm", "channel_mean_std", "color",
-    "content_loss", "covariance_spectrum", "energy_kept", "feature_covariance",
-    "feature_inversion_loss", "gaussian_kernel", "gram_matrix", "image_pyramid", "instance_norm",
-    "invert_features", "layer_extractor", "layer_style_loss", "ledoit_wolf_shrinkage",
-    "load_image", "load_sample", "measure_receptive_field", "run_update_rule", "UPDATE_RULES",
-    "unit_input_gradient", "make_optimizer", "minimize", "pyramid_style_loss",
-    "receptive_field", "resize_max_side", "sample_names", "save_image", "set_seed", "shrink_gram",
-    "style_loss", "stylize", "total_variation_loss", "wct", "wct_stylize", "whiten",
-]
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})

@@ -8,6 +8,7 @@ Ctrl-C), and nothing that existed before is overwritten.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,30 @@ EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 class CliError(Exception):
     """A user error reported as one line (exit code 2)."""
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow and Keras with their C++ start-up log lines silenced.
+
+    TensorFlow's native libraries print oneDNN/CUDA notices straight to file descriptor 2
+    while loading, before any Python setting applies (setting TF_CPP_MIN_LOG_LEVEL from
+    Python is too late for them). They would break the CLI's one-line errors, so fd 2 is
+    pointed at /dev/null for the import only. Python exceptions still propagate. Set
+    NSTLIB_TF_VERBOSE=1 to see the lines.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules or os.environ.get("NSTLIB_TF_VERBOSE"):
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _positive_int(text: str) -> int:
@@ -28,20 +53,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be non-negative, got {text}")
-    return value
-
-
-def _layers(text: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in text.split(",") if name.strip())
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line (no usage dump)."""
 
@@ -49,41 +60,81 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every command that runs ``stylize``."""
-    from nstlib import features, optimize, transfer
+#: Extra spellings of some settings' flags (kept from before the flags were generated).
+FLAG_ALIASES = {"learning_rate": ("--lr",), "compute_dtype": ("--precision",)}
 
-    parser.add_argument("--size", type=_positive_int, default=256,
-                        help="longer side of the result in pixels (default 256)")
-    parser.add_argument("--steps", type=_positive_int, default=300, help="optimisation steps")
-    parser.add_argument("--optimizer", default="adam", type=str.lower,
-                        help=f"one of {', '.join(optimize.OPTIMIZERS)} (default adam)")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: "
-                        "the optimizer's own, see nstlib.optimize.DEFAULT_LEARNING_RATES)")
-    parser.add_argument("--schedule", default="constant", choices=optimize.SCHEDULES,
-                        help="learning-rate schedule: constant, or cosine decay to 5%% over "
-                             "the steps (default constant)")
-    parser.add_argument("--precision", default="float32", choices=features.COMPUTE_DTYPES,
-                        help="convolution precision: float32, or bfloat16 (several times "
-                             "faster on CPUs with AMX/AVX512-BF16, slower on others)")
-    parser.add_argument("--content-weight", type=_non_negative_float,
-                        default=transfer.DEFAULT_CONTENT_WEIGHT)
-    parser.add_argument("--style-weight", type=_non_negative_float,
-                        default=transfer.DEFAULT_STYLE_WEIGHT)
-    parser.add_argument("--tv-weight", type=_non_negative_float,
-                        default=transfer.DEFAULT_TV_WEIGHT)
-    parser.add_argument("--content-layers", type=_layers,
-                        default=features.DEFAULT_CONTENT_LAYERS, help="comma-separated")
-    parser.add_argument("--style-layers", type=_layers, default=features.DEFAULT_STYLE_LAYERS,
-                        help="comma-separated")
-    parser.add_argument("--init", default="content", help="content, noise or style")
-    parser.add_argument("--weights", default="auto",
-                        help="auto (ImageNet if available, else random), imagenet, random, "
-                             "or a path to a VGG19 notop .h5 file")
-    parser.add_argument("--seed", type=int, default=0)
+
+def _flag_type(info):
+    """An argparse ``type`` that coerces a flag's text like a grid value (one-line errors)."""
+    from nstlib._options import ConfigError
+
+    def parse(text: str):
+        try:
+            return info.coerce(text.lower() if info.choices else text)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = info.name
+    return parse
+
+
+def _flag_help(info) -> str:
+    default = info.default
+    if isinstance(default, tuple):
+        default = ",".join(map(str, default))
+    shown = "" if "default" in info.doc else f" (default {default})"
+    return f"{info.doc}{shown}".replace("%", "%%")
+
+
+def _metavar(info) -> str:
+    """``{a,b}`` for a fixed set of choices, else the kind of value the flag takes."""
+    if info.choices:
+        return "{" + ",".join(info.choices) + "}"
+    kind = info.hint.__name__ if isinstance(info.hint, type) else str(info.hint)
+    scalar = "N" if kind.startswith("int") else "X" if kind.startswith("float") else "TEXT"
+    if "tuple[int" in kind:
+        return f"{scalar}|N,N,..." if scalar == "N" and not kind.startswith("tuple") else "N,N,..."
+    if "tuple[float" in kind:
+        return "X,X,..."
+    return "A,B,..." if "tuple[str" in kind else scalar
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``StylizeConfig`` setting (help from the field docs), plus run options.
+
+    Flags left out keep the config's defaults (argparse.SUPPRESS), so ``settings_from``
+    sees only what was typed.
+    """
+    from nstlib.settings import StylizeConfig
+
+    group = parser.add_argument_group("settings (nstlib.StylizeConfig fields)")
+    for name, info in StylizeConfig.flat_fields().items():
+        flags = (f"--{name.replace('_', '-')}",) + FLAG_ALIASES.get(name, ())
+        if info.hint is bool:
+            group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=_flag_help(info))
+        else:
+            group.add_argument(*flags, dest=name, type=_flag_type(info), choices=info.choices,
+                               default=argparse.SUPPRESS, metavar=_metavar(info),
+                               help=_flag_help(info))
     parser.add_argument("--max-pixels", type=_positive_int, default=None,
                         help="refuse input images with more pixels (default 64 million)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def settings_from(args, **defaults):
+    """The ``StylizeConfig`` of a command line: typed flags over ``defaults``."""
+    from nstlib._options import ConfigError
+    from nstlib.settings import StylizeConfig
+
+    names = StylizeConfig.flat_fields()
+    typed = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    try:
+        return StylizeConfig.from_flat(**{**defaults, **typed})
+    except ConfigError as err:  # "learning_rate must be ..." -> "--learning-rate must be ..."
+        name, _, rest = str(err).partition(" ")
+        flag = f"--{name.replace('_', '-')}" if name in names else name
+        raise CliError(f"{flag} {rest}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="stylize the bundled sample images")
     demo.add_argument("-o", "--output-dir", default="out/demo", help="folder for the results")
     add_run_options(demo)
-    demo.set_defaults(handler=cmd_demo, steps=None, size=None)
+    demo.set_defaults(handler=cmd_demo)
 
     ablate = commands.add_parser("ablate", help="run a grid of stylize runs (YAML file) "
                                  "locally or on a Dask cluster; re-running resumes")
@@ -131,22 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
 DEMO_PAIRS = (("chelsea", "brushstrokes"), ("astronaut", "mosaic"))
 
 
-def check_run_options(args) -> None:
-    """Validate names before any image is loaded or network built."""
-    from nstlib import features, optimize, transfer
-
-    optimize.check_optimizer(args.optimizer)
-    features.validate_layers(args.content_layers, "content layer")
-    features.validate_layers(args.style_layers, "style layer")
-    if args.init not in transfer.INITS:
-        raise CliError(f"--init must be one of {', '.join(transfer.INITS)}, got {args.init!r}")
-    if args.lr is not None and not args.lr > 0:
-        raise CliError(f"--lr must be positive, got {args.lr}")
-    if args.seed < 0:
-        raise CliError(f"--seed must be non-negative, got {args.seed}")
-
-
-def run_one(args, content: str, style: str, output: Path, save_every: int | None = None) -> int:
+def run_one(args, config, content: str, style: str, output: Path,
+            save_every: int | None = None) -> int:
     """Stylize one pair and write the image plus its JSON record; returns the exit code."""
     from nstlib import images
     from nstlib.optimize import NonFiniteLossError
@@ -168,14 +205,8 @@ def run_one(args, content: str, style: str, output: Path, save_every: int | None
                               inputs=inputs)
 
     try:
-        result = stylize(
-            content_image, style_image, size=args.size, steps=args.steps,
-            optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
-            compute_dtype=args.precision, content_weight=args.content_weight,
-            style_weight=args.style_weight,
-            tv_weight=args.tv_weight, content_layers=args.content_layers,
-            style_layers=args.style_layers, init=args.init, weights=args.weights,
-            seed=args.seed, callbacks=(save_intermediate,), progress=not args.no_progress)
+        result = stylize(content_image, style_image, config, callbacks=(save_intermediate,),
+                         progress=not args.no_progress)
     except NonFiniteLossError as err:
         if err.image is not None:
             images.save_image(err.image, output, inputs=inputs)
@@ -205,25 +236,26 @@ def summary_line(result, image_path: Path, record_path: Path) -> str:
 
 
 def cmd_stylize(args) -> int:
-    check_run_options(args)
-    return run_one(args, args.content, args.style, Path(args.output), args.save_every)
+    config = settings_from(args)
+    _import_tensorflow_quietly()
+    return run_one(args, config, args.content, args.style, Path(args.output), args.save_every)
 
 
 def cmd_demo(args) -> int:
     from nstlib.config import QUICK
 
-    args.size = args.size or (64 if QUICK else 256)
-    args.steps = args.steps or (20 if QUICK else 200)
-    check_run_options(args)
+    config = settings_from(args, size=64 if QUICK else 256, steps=20 if QUICK else 200)
+    _import_tensorflow_quietly()
     out_dir = Path(args.output_dir)
     for content, style in DEMO_PAIRS:
-        code = run_one(args, content, style, out_dir / f"{content}_{style}.png")
+        code = run_one(args, config, content, style, out_dir / f"{content}_{style}.png")
         if code:
             return code
     return 0
 
 
 def cmd_ablate(args) -> int:
+    _import_tensorflow_quietly()
     from nstlib import ablation
 
     external = args.scheduler not in (None, "local-cluster")
@@ -248,6 +280,7 @@ def cmd_report(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    _import_tensorflow_quietly()
     from nstlib import ablation
 
     for path in ablation.write_report(args.results_dir).values():
@@ -260,21 +293,30 @@ def cmd_report(args) -> int:
 
 def main(argv=None) -> int:
     """Entry point of the ``nst`` console script."""
-    args = build_parser().parse_args(argv)
     try:
-        from nstlib.features import WeightsUnavailableError
-
+        args = build_parser().parse_args(argv)  # no TensorFlow yet: usage errors are quick
         return args.handler(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # also while TensorFlow is still being imported
         print("nst: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (CliError, ValueError, WeightsUnavailableError) as err:
+    except (CliError, ValueError) as err:
         print(f"nst: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as err:
         print(f"nst: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "),
               file=sys.stderr)
         return EXIT_FAILED
+    except RuntimeError as err:
+        if not _is_weights_error(err):
+            raise
+        print(f"nst: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _is_weights_error(err: BaseException) -> bool:
+    """True for ``vgg_weights.WeightsUnavailableError`` (imported only if already loaded)."""
+    module = sys.modules.get("nstlib.vgg_weights")
+    return module is not None and isinstance(err, module.WeightsUnavailableError)
 
 
 if __name__ == "__main__":

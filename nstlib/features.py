@@ -1,62 +1,38 @@
-"""The VGG19 feature extractor: layers, weights (auto/imagenet/random/file), pooling, truncation.
+"""The VGG19 feature extractor: layers, pooling, truncation, conv choice, preprocessing.
 
 The network is rebuilt here layer by layer with the same layer names and shapes as
 ``keras.applications.VGG19(include_top=False)``, so ImageNet weight files load by name,
 but it stops at the deepest layer a run needs and can swap max for average pooling.
+Where the weights come from (auto/imagenet/random/file) is ``nstlib.vgg_weights``;
+receptive fields are ``nstlib.receptive_fields``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
-import h5py
 import keras
-import numpy as np
 import tensorflow as tf
 
-from nstlib import config
+from nstlib._checks import check_choice
 from nstlib.images import vgg_preprocess
-
-#: Conv layers per block and their channel counts (VGG19, configuration "E").
-_BLOCKS = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
-
-#: Every layer name in network order, pools included (as in keras.applications.VGG19).
-LAYER_NAMES: tuple[str, ...] = tuple(
-    name
-    for block, (n_conv, _) in enumerate(_BLOCKS, start=1)
-    for name in [f"block{block}_conv{i}" for i in range(1, n_conv + 1)] + [f"block{block}_pool"]
+from nstlib.settings import COMPUTE_DTYPES, CONV_IMPLS
+from nstlib.vgg_layers import (  # noqa: F401  (the layer table, re-exported)
+    CONV_LAYERS,
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_STYLE_LAYERS,
+    LAYER_NAMES,
+    deepest_layer,
+    layer_channels,
+    validate_layers,
 )
-#: Only the 16 convolution layers.
-CONV_LAYERS: tuple[str, ...] = tuple(n for n in LAYER_NAMES if "_conv" in n)
-
-DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
-DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1",
-                        "block5_conv1")
-
-#: Where Keras downloads the ImageNet notop weights (file name, URL, MD5), as used by
-#: keras.applications.VGG19; read from Keras when it exposes them.
-_IMAGENET_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
-_IMAGENET_MD5 = "253f8cb515780f3b799900260a226db6"
-try:  # pragma: no cover - depends on the Keras version
-    from keras.src.applications.vgg19 import WEIGHTS_PATH_NO_TOP as _IMAGENET_URL
-except ImportError:  # pragma: no cover
-    _IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
-                     + _IMAGENET_FILE)
-
-WEIGHT_MODES = ("auto", "imagenet", "random")
-#: Precisions the convolution stack can run in (activations are returned as float32).
-COMPUTE_DTYPES = ("float32", "bfloat16")
-#: How the 3x3 convolutions are computed (see ``conv2d_same_transposed``).
-CONV_IMPLS = ("auto", "standard", "transposed")
-
-
-class WeightsUnavailableError(RuntimeError):
-    """ImageNet weights were asked for explicitly but cannot be found or downloaded."""
+from nstlib.vgg_weights import (
+    random_conv_weights,
+    read_h5_weights,
+    resolve_weights,
+    write_h5_weights,
+)
 
 
 class Features(NamedTuple):
@@ -69,58 +45,6 @@ class Features(NamedTuple):
 
     content: list
     style: list
-
-
-# ----------------------------------------------------------------------------- layers
-
-
-def validate_layers(names, role: str = "layer") -> tuple[str, ...]:
-    """Check layer names against VGG19's.
-
-    Raises:
-        ValueError: naming the unknown layers and listing every valid one.
-    """
-    if isinstance(names, str):
-        names = (names,)
-    names = tuple(names)
-    unknown = [n for n in names if n not in LAYER_NAMES]
-    if unknown:
-        raise ValueError(
-            f"unknown VGG19 {role} name(s) {', '.join(map(repr, unknown))}; "
-            f"valid names are: {', '.join(LAYER_NAMES)}"
-        )
-    return names
-
-
-def deepest_layer(names) -> str:
-    """The layer of ``names`` that comes last in the network."""
-    return max(validate_layers(names), key=LAYER_NAMES.index)
-
-
-def receptive_field(layer: str) -> tuple[int, int]:
-    """Receptive field size and stride (pixels) of one unit of ``layer`` in the input.
-
-    Each 3x3 convolution (stride 1) widens the field by 2 * the current stride; each
-    2x2 pooling (stride 2) widens it by the current stride and doubles the stride.
-
-    Returns:
-        (size, stride): e.g. ``receptive_field("block1_conv2") == (5, 1)``.
-    """
-    validate_layers(layer)
-    size, stride = 1, 1
-    for name in LAYER_NAMES[: LAYER_NAMES.index(layer) + 1]:
-        if "_conv" in name:
-            size += 2 * stride
-        else:
-            size += stride
-            stride *= 2
-    return size, stride
-
-
-def layer_channels(layer: str) -> int:
-    """Number of channels of a layer's output (64 ... 512)."""
-    validate_layers(layer)
-    return _BLOCKS[int(layer[5]) - 1][1]
 
 
 # ----------------------------------------------------------------------------- model
@@ -177,8 +101,7 @@ def resolve_conv_impl(conv_impl: str, compute_dtype: str = "float32") -> str:
     (AMX) convolutions are fastest as plain ``Conv2D`` and GPUs (cuDNN) have no reason
     to gain (benchmarks/step_time.py, benchmarks/gpu.py).
     """
-    if conv_impl not in CONV_IMPLS:
-        raise ValueError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}, got {conv_impl!r}")
+    check_choice(conv_impl, CONV_IMPLS, "conv_impl")
     if conv_impl != "auto":
         return conv_impl
     on_cpu = not tf.config.list_physical_devices("GPU")
@@ -222,166 +145,7 @@ def build_vgg19(last_layer: str = "block5_pool", pooling: str = "max",
     return keras.Model(inputs, outputs, name=f"vgg19_to_{last_layer}")
 
 
-# ----------------------------------------------------------------------------- weights
-
-
-@functools.lru_cache(maxsize=64)
-def random_conv_weights(layer: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random weights for one conv layer (He-normal kernel, zero bias).
-
-    The kernel is drawn from N(0, 2 / fan_in) with fan_in = 9 * in_channels. For a
-    ReLU network this keeps the mean square activation constant from layer to layer
-    (He et al., 2015), so features neither vanish nor explode through 16 layers. Each
-    layer has its own generator seeded by (seed, layer index), so a network truncated at
-    block2 has exactly the same block1-2 weights as the full one.
-
-    Returns:
-        kernel (3, 3, c_in, c_out) float32, bias (c_out,) float32.
-    """
-    index = CONV_LAYERS.index(layer)
-    c_in = 3 if index == 0 else layer_channels(CONV_LAYERS[index - 1])
-    c_out = layer_channels(layer)
-    rng = np.random.default_rng([seed, index])
-    kernel = rng.standard_normal((3, 3, c_in, c_out), dtype=np.float32)
-    kernel *= np.float32(np.sqrt(2.0 / (9 * c_in)))
-    return kernel, np.zeros(c_out, np.float32)
-
-
-def read_h5_weights(path) -> dict[str, list[np.ndarray]]:
-    """Read conv weights by layer name from a VGG19 ``.h5`` file.
-
-    Understands the legacy Keras layout that ``keras.applications`` downloads (top-level
-    groups named after layers, each listing ``weight_names``) and the Keras 3
-    ``.weights.h5`` layout (``layers/<key>/vars/<i>``, the layer name in the attribute
-    ``name`` of ``vars``).
-
-    Returns:
-        {layer name: [kernel (3, 3, c_in, c_out), bias (c_out,)]} for the layers present.
-    """
-    out: dict[str, list[np.ndarray]] = {}
-    with h5py.File(path, "r") as f:
-        root = f["model_weights"] if "model_weights" in f else f
-        if "layers" in root and isinstance(root["layers"], h5py.Group) and "layer_names" \
-                not in root.attrs:
-            for key, group in root["layers"].items():
-                if "vars" not in group:
-                    continue
-                # Keras 3 keys groups by object path ("conv2d_3"); the layer's own name
-                # ("block2_conv2") is the "name" attribute of its "vars" group.
-                name = group["vars"].attrs.get("name", key)
-                name = name.decode() if isinstance(name, bytes) else str(name)
-                if name in CONV_LAYERS:
-                    out[name] = [np.asarray(group["vars"][k]) for k in sorted(group["vars"],
-                                                                              key=int)]
-            return out
-        for name in CONV_LAYERS:
-            if name not in root:
-                continue
-            group = root[name]
-            names = [n.decode() if isinstance(n, bytes) else n
-                     for n in group.attrs.get("weight_names", [])]
-            if names:  # a group without weights (as for pools) does not provide the layer
-                out[name] = [np.asarray(group[n]) for n in names]
-    return out
-
-
-def write_h5_weights(model: keras.Model, path) -> Path:
-    """Write a model's conv weights in the legacy Keras layout that ``read_h5_weights`` reads.
-
-    Only the layers present in ``model`` are written, so a truncated extractor gives a
-    small file. Written to a temporary name and renamed (atomic).
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    conv = [layer for layer in model.layers if layer.name in CONV_LAYERS]
-    with h5py.File(tmp, "w") as f:
-        f.attrs["layer_names"] = np.array([layer.name.encode() for layer in conv])
-        f.attrs["backend"] = b"tensorflow"
-        for layer in conv:
-            group = f.create_group(layer.name)
-            names = [f"{layer.name}/kernel:0", f"{layer.name}/bias:0"]
-            group.attrs["weight_names"] = np.array([n.encode() for n in names])
-            for name, value in zip(names, layer.get_weights(), strict=True):
-                group.create_dataset(name, data=value)
-    os.replace(tmp, path)
-    return path
-
-
-def cached_imagenet_path() -> Path | None:
-    """The ImageNet notop file from ``NSTLIB_VGG19_WEIGHTS`` or the Keras cache, if present."""
-    env = os.environ.get(config.WEIGHTS_ENV_VAR)
-    if env and Path(env).is_file():
-        return Path(env)
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    cached = keras_home / "models" / _IMAGENET_FILE
-    return cached if cached.is_file() else None
-
-
-def download_imagenet_weights() -> Path:
-    """Fetch the ImageNet notop weights with Keras' own downloader and cache.
-
-    Raises:
-        WeightsUnavailableError: offline or blocked, with instructions.
-    """
-    env = os.environ.get(config.WEIGHTS_ENV_VAR)
-    if env and not Path(env).is_file():
-        raise WeightsUnavailableError(
-            f"{config.WEIGHTS_ENV_VAR}={env} does not name a file; point it at "
-            f"{_IMAGENET_FILE} or use weights='random'"
-        )
-    cached = cached_imagenet_path()
-    if cached is not None:
-        return cached
-    try:
-        # Keras reports "Downloading data from ..." on stdout; stdout belongs to results
-        # (the CLI's summary line, notebook outputs), so the progress goes to stderr.
-        with contextlib.redirect_stdout(sys.stderr):
-            return Path(keras.utils.get_file(_IMAGENET_FILE, _IMAGENET_URL,
-                                             cache_subdir="models", file_hash=_IMAGENET_MD5))
-    except Exception as err:  # noqa: BLE001 - any download failure means "unavailable"
-        raise WeightsUnavailableError(
-            f"ImageNet VGG19 weights could not be downloaded ({type(err).__name__}). "
-            f"Copy {_IMAGENET_FILE} (from {_IMAGENET_URL}) into ~/.keras/models/, or set "
-            f"{config.WEIGHTS_ENV_VAR}=/path/to/{_IMAGENET_FILE}, or pass weights='random'"
-        ) from None
-
-
-def resolve_weights(weights, seed: int = 0) -> tuple[str, Path | None]:
-    """Decide which weights a request means.
-
-    Args:
-        weights: "auto", "imagenet", "random", or a path to a VGG19 ``.h5`` file.
-        seed: Seed for random weights.
-
-    Returns:
-        (source, path): source is "imagenet", "random" or "file"; path is the weight
-        file (None for random).
-    """
-    if isinstance(weights, str | os.PathLike) and str(weights) not in WEIGHT_MODES:
-        path = Path(weights)
-        if not path.is_file():
-            raise ValueError(
-                f"weights must be one of {', '.join(WEIGHT_MODES)} or a path to a VGG19 .h5 "
-                f"file; {str(weights)!r} is neither"
-            )
-        return "file", path
-    if weights == "random":
-        return "random", None
-    if weights == "imagenet":
-        return "imagenet", download_imagenet_weights()
-    if weights == "auto":
-        try:
-            return "imagenet", download_imagenet_weights()
-        except WeightsUnavailableError:
-            print(f"nstlib: ImageNet VGG19 weights unavailable; using RANDOM weights "
-                  f"(seed {seed}). See README 'VGG19 weights'.", file=sys.stderr)
-            return "random", None
-    raise ValueError(f"weights must be one of {', '.join(WEIGHT_MODES)} or a path, got "
-                     f"{weights!r}")
-
-
 # ----------------------------------------------------------------------------- extractor
-
 
 class FeatureExtractor:
     """VGG19 features for style transfer, truncated at the deepest requested layer.
@@ -421,9 +185,7 @@ class FeatureExtractor:
     def __init__(self, content_layers=DEFAULT_CONTENT_LAYERS, style_layers=DEFAULT_STYLE_LAYERS,
                  weights="auto", pooling: str = "max", seed: int = 0,
                  compute_dtype: str = "float32", conv_impl: str = "auto"):
-        if compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got "
-                             f"{compute_dtype!r}")
+        check_choice(compute_dtype, COMPUTE_DTYPES, "compute_dtype")
         self.compute_dtype = compute_dtype
         self.conv_impl = resolve_conv_impl(conv_impl, compute_dtype)
         self.content_layers = validate_layers(content_layers, "content layer")
@@ -497,125 +259,3 @@ class FeatureExtractor:
     def save_weights(self, path) -> Path:
         """Write this extractor's weights (only the built layers) as a legacy ``.h5``."""
         return write_h5_weights(self.model, path)
-
-
-# ----------------------------------------------------------------------------- measured fields
-
-
-def unit_input_gradient(extractor: FeatureExtractor, layer: str, image: tf.Tensor,
-                        position: tuple[int, int] | None = None) -> tf.Tensor:
-    """How much each input pixel moves one unit of ``layer``: |∂a/∂x| summed over RGB.
-
-    The unit's activation ``a`` is the sum over channels of the layer's output at one
-    spatial position (summing keeps at least one ReLU channel active, so the gradient is
-    not zero by accident). The result is zero outside the unit's receptive field.
-
-    Args:
-        extractor: A ``FeatureExtractor`` built at least up to ``layer``.
-        layer: VGG19 layer name.
-        image: (1, H, W, 3) float32 in [0, 1].
-        position: (row, col) in the layer's (h, w) output map; default its centre
-            (h // 2, w // 2).
-
-    Returns:
-        (H, W) float32, non-negative.
-    """
-    _check_built(extractor, layer)
-    image = tf.convert_to_tensor(image, tf.float32)
-    with tf.GradientTape() as tape:
-        tape.watch(image)
-        output = extractor.layer_outputs(image)[layer]
-        row, col = _unit_position(output, position)
-        activation = tf.reduce_sum(output[0, row, col, :])
-    return tf.reduce_sum(tf.abs(tape.gradient(activation, image)[0]), axis=-1)
-
-
-def measure_receptive_field(extractor: FeatureExtractor, layer: str, size: int | None = None,
-                            seed: int = 0) -> tuple[int, int]:
-    """Receptive field size and stride of ``layer`` measured with gradients, not formulas.
-
-    On a seeded uniform-noise input of ``size`` x ``size`` pixels, the input gradients of
-    two neighbouring units (the centre unit and the one to its left) are non-zero exactly
-    on their receptive fields: the side of the centre unit's support is the field size
-    and the column shift between the two supports is the stride. Compare with the
-    analytic ``receptive_field(layer)``.
-
-    Args:
-        extractor: A ``FeatureExtractor`` built at least up to ``layer``.
-        layer: VGG19 layer name.
-        size: Input side in pixels; default the smallest multiple of 32 whose two units'
-            analytic fields fit inside the image with a one-pixel margin. If the measured
-            support touches the border anyway, ``ValueError`` is raised, so a wrong
-            analytic value cannot hide behind a clipped measurement.
-        seed: Seed of the noise input.
-
-    Returns:
-        (size, stride) in pixels.
-
-    Raises:
-        ValueError: unknown layer, a layer deeper than the extractor, or an input too
-            small to hold the field.
-    """
-    _check_built(extractor, layer)
-    size = default_measurement_size(layer) if size is None else int(size)
-    image = tf.random.stateless_uniform((1, size, size, 3), seed=[seed, 2], dtype=tf.float32)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(image)
-        output = extractor.layer_outputs(image)[layer]
-        row, col = _unit_position(output, None)
-        if col < 1:
-            raise ValueError(f"a {size} px input gives {layer} a map too small to measure")
-        centre = tf.reduce_sum(output[0, row, col, :])
-        left = tf.reduce_sum(output[0, row, col - 1, :])
-    boxes = [_support_box(tape.gradient(a, image)[0], layer, size) for a in (centre, left)]
-    (top, bottom, first, last), (_, _, left_first, _) = boxes
-    if bottom - top != last - first:
-        raise ValueError(f"{layer}: support is {bottom - top + 1} x {last - first + 1} px, "
-                         f"not square")
-    return last - first + 1, first - left_first
-
-
-def default_measurement_size(layer: str) -> int:
-    """Smallest multiple of 32 px whose centre unit and left neighbour fit with a margin.
-
-    With "same" 3x3 convolutions and 2x2 pools, unit i of a layer with stride s is
-    centred on input pixel i·s + (s − 1)/2 and spans ± (R − 1)/2 around it (R the field
-    size of ``receptive_field``).
-    """
-    field, stride = receptive_field(layer)
-    size = 32
-    while True:
-        col = (size // stride) // 2
-        lowest = (col - 1) * stride + (stride - 1) / 2 - (field - 1) / 2
-        highest = col * stride + (stride - 1) / 2 + (field - 1) / 2
-        if col >= 1 and lowest >= 1 and highest <= size - 2:
-            return size
-        size += 32
-
-
-def _check_built(extractor: FeatureExtractor, layer: str) -> None:
-    validate_layers(layer)
-    if LAYER_NAMES.index(layer) > LAYER_NAMES.index(extractor.last_layer):
-        raise ValueError(f"the extractor stops at {extractor.last_layer}; build one that "
-                         f"includes {layer}")
-
-
-def _unit_position(output: tf.Tensor, position) -> tuple[int, int]:
-    height, width = int(output.shape[1]), int(output.shape[2])
-    row, col = (height // 2, width // 2) if position is None else map(int, position)
-    if not (0 <= row < height and 0 <= col < width):
-        raise ValueError(f"position {(row, col)} is outside the {height} x {width} map")
-    return row, col
-
-
-def _support_box(gradient: tf.Tensor, layer: str, size: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) inclusive bounds of a (H, W, 3) gradient's non-zeros."""
-    nonzero = np.any(gradient.numpy() != 0, axis=-1)
-    rows, cols = np.flatnonzero(nonzero.any(axis=1)), np.flatnonzero(nonzero.any(axis=0))
-    if rows.size == 0:
-        raise ValueError(f"{layer}: the input gradient is zero everywhere")
-    box = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
-    if box[0] == 0 or box[2] == 0 or box[1] == size - 1 or box[3] == size - 1:
-        raise ValueError(f"{layer}: the receptive field reaches the border of a {size} px "
-                         f"input; pass a larger size")
-    return box

@@ -12,23 +12,31 @@ Two families of definitions live side by side:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import tensorflow as tf
 
-from nstlib.features import FeatureExtractor, deepest_layer, receptive_field
-from nstlib.images import image_pyramid
+from nstlib import _checks
+from nstlib._options import ConfigError
+from nstlib.features import (
+    FeatureExtractor,
+    deepest_layer,
+)
+from nstlib.pyramids import image_pyramid
+from nstlib.receptive_fields import receptive_field
+from nstlib.settings import (
+    CONTENT_REDUCTIONS,
+    STYLE_FORMS,
+    TV_KINDS,
+    TV_REDUCTIONS,
+    LossConfig,
+)
 from nstlib.statistics import gram_matrix, shrink_gram
-
-CONTENT_REDUCTIONS = ("sum", "mean", "normalized")
-STYLE_FORMS = ("gatys", "normalized", "mse")
-TV_KINDS = ("l1", "isotropic", "squared")
-TV_REDUCTIONS = ("sum", "mean")
 
 
 def _check(value, allowed, what):
-    if value not in allowed:
-        raise ValueError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
+    _checks.check_choice(value, allowed, what)
 
 
 def content_loss(generated: tf.Tensor, target: tf.Tensor, reduction: str = "sum") -> tf.Tensor:
@@ -150,7 +158,7 @@ def pyramid_style_targets(extractor: FeatureExtractor, style_image: tf.Tensor,
     Args:
         extractor: Feature extractor with the style layers.
         style_image: (1, H_s, W_s, 3) in [0, 1].
-        levels: Pyramid levels (1: the image only); see ``images.image_pyramid``.
+        levels: Pyramid levels (1: the image only); see ``pyramids.image_pyramid``.
         sigma: Blur of each pyramid step, in pixels.
         gram_shrinkage: Applied to every Gram, see ``shrink_style_targets``.
 
@@ -257,77 +265,83 @@ class StyleTransferObjective:
     """α·L_content + β·L_style + γ·L_tv, with the targets computed once.
 
     Args:
-        extractor: Feature extractor with the content and style layers.
+        extractor: Feature extractor; its content and style layers are the loss's layers.
         content_image: (1, H, W, 3) in [0, 1]; its content-layer features are the target.
         style_image: (1, H_s, W_s, 3) in [0, 1]; its style-layer Grams are the target.
-        content_weight, style_weight, tv_weight: α, β, γ.
-        style_layer_weights: w_l per style layer (default 1/L).
-        content_reduction: See ``content_loss``.
-        style_form: See ``layer_style_loss``.
-        tv_kind, tv_reduction: See ``total_variation_loss``.
-        pyramid_levels: K >= 1. With K > 1 the style term is ``pyramid_style_loss`` over
-            K Gaussian-pyramid levels of the generated and the style image (targets of
-            every level computed once here); 1 is the plain single-level style loss.
-        pyramid_level_weights: v_k per level (default 1/K), see ``pyramid_style_loss``.
-        pyramid_sigma: Blur of each pyramid step in pixels (``images.image_pyramid``).
-        gram_shrinkage: None, a λ in [0, 1] or "ledoit-wolf": shrink the style target
-            Grams towards (tr A / N)·I (``statistics.shrink_gram``), at every level.
+        config: The loss settings (default ``LossConfig()``). Its layers must be the
+            extractor's; when ``config`` is None they are taken from the extractor.
+        **overrides: ``LossConfig`` fields over ``config``, e.g. ``style_weight=100``.
+
+    With ``pyramid_levels`` K > 1 the style term is ``pyramid_style_loss`` over K
+    Gaussian-pyramid levels of the generated and the style image (the targets of every
+    level computed once here). ``gram_shrinkage`` shrinks the target Grams at every level
+    (``shrink_style_targets``).
 
     Calling it on a (1, H, W, 3) image returns a dict of scalar tensors with keys
     "total", "content", "style" and "tv" (the last three unweighted).
 
     Attributes:
+        config: The ``LossConfig`` in use.
         style_targets: One (1, N_l, N_l) target Gram per style layer (finest level).
         style_targets_per_level: ``pyramid_levels`` such lists, finest first.
     """
 
     def __init__(self, extractor: FeatureExtractor, content_image: tf.Tensor,
-                 style_image: tf.Tensor, content_weight: float = 1.0, style_weight: float = 1.0,
-                 tv_weight: float = 0.0, style_layer_weights: Sequence[float] | None = None,
-                 content_reduction: str = "normalized", style_form: str = "normalized",
-                 tv_kind: str = "l1", tv_reduction: str = "mean", pyramid_levels: int = 1,
-                 pyramid_level_weights: Sequence[float] | None = None,
-                 pyramid_sigma: float = 1.0, gram_shrinkage=None):
-        _check(content_reduction, CONTENT_REDUCTIONS, "content reduction")
-        _check(style_form, STYLE_FORMS, "style form")
-        _check(tv_kind, TV_KINDS, "TV kind")
-        _check(tv_reduction, TV_REDUCTIONS, "TV reduction")
+                 style_image: tf.Tensor, config: LossConfig | None = None, **overrides):
+        self.config = _objective_config(extractor, config, overrides)
+        cfg = self.config
         self.extractor = extractor
-        self.weights = (float(content_weight), float(style_weight), float(tv_weight))
-        self.style_layer_weights = style_layer_weights
-        self.content_reduction, self.style_form = content_reduction, style_form
-        self.tv_kind, self.tv_reduction = tv_kind, tv_reduction
+        self.weights = (cfg.content_weight, cfg.style_weight, cfg.tv_weight)
         self.content_targets = [tf.constant(f) for f in extractor(content_image).content]
-        self.pyramid_levels, self.pyramid_sigma = int(pyramid_levels), float(pyramid_sigma)
-        self.pyramid_level_weights = pyramid_level_weights
-        check_pyramid_size(extractor, content_image.shape, self.pyramid_levels, "content image")
+        check_pyramid_size(extractor, content_image.shape, cfg.pyramid_levels, "content image")
         self.style_targets_per_level = [
             [tf.constant(gram) for gram in level] for level in pyramid_style_targets(
-                extractor, style_image, self.pyramid_levels, self.pyramid_sigma,
-                gram_shrinkage)]
+                extractor, style_image, cfg.pyramid_levels, cfg.pyramid_sigma,
+                cfg.gram_shrinkage)]
         self.style_targets = self.style_targets_per_level[0]
 
     def __call__(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        cfg = self.config
         features = self.extractor(image)
         zero = tf.constant(0.0)
         content = zero
         for generated, target in zip(features.content, self.content_targets, strict=True):
-            content += content_loss(generated, target, self.content_reduction)
+            content += content_loss(generated, target, cfg.content_reduction)
         if self.content_targets:
             content /= len(self.content_targets)
         style = self._style(image, features.style) if self.style_targets else zero
-        tv = total_variation_loss(image, self.tv_kind, self.tv_reduction)
+        tv = total_variation_loss(image, cfg.tv_kind, cfg.tv_reduction)
         alpha, beta, gamma = self.weights
         total = alpha * content + beta * style + gamma * tv
         return {"total": total, "content": content, "style": style, "tv": tv}
 
     def _style(self, image: tf.Tensor, finest_features: list) -> tf.Tensor:
         """Style term: plain for one level, else over the image's pyramid (finest reused)."""
-        if self.pyramid_levels == 1:
-            return style_loss(finest_features, self.style_targets, self.style_layer_weights,
-                              self.style_form)
-        coarser = image_pyramid(image, self.pyramid_levels, self.pyramid_sigma)[1:]
+        cfg = self.config
+        if cfg.pyramid_levels == 1:
+            return style_loss(finest_features, self.style_targets, cfg.style_layer_weights,
+                              cfg.style_form)
+        coarser = image_pyramid(image, cfg.pyramid_levels, cfg.pyramid_sigma)[1:]
         generated = [finest_features] + [self.extractor(level).style for level in coarser]
         return pyramid_style_loss(generated, self.style_targets_per_level,
-                                  self.pyramid_level_weights, self.style_layer_weights,
-                                  self.style_form)
+                                  cfg.pyramid_level_weights, cfg.style_layer_weights,
+                                  cfg.style_form)
+
+
+def _objective_config(extractor: FeatureExtractor, config: LossConfig | None,
+                      overrides: dict) -> LossConfig:
+    """``config`` plus overrides, with layers checked against (or taken from) the extractor."""
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(LossConfig)})
+    if unknown:
+        raise ConfigError(f"unknown loss setting {unknown[0]!r}; LossConfig fields: "
+                          f"{', '.join(f.name for f in dataclasses.fields(LossConfig))}")
+    layers = {"content_layers": tuple(extractor.content_layers),
+              "style_layers": tuple(extractor.style_layers)}
+    if config is None:
+        return dataclasses.replace(LossConfig(), **{**layers, **overrides})
+    config = dataclasses.replace(config, **overrides)
+    for name, value in layers.items():
+        if getattr(config, name) != value:
+            raise ConfigError(f"the extractor's {name.replace('_', ' ')} {list(value)} differ "
+                              f"from the loss config's {list(getattr(config, name))}")
+    return config

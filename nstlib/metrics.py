@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from nstlib._checks import check_choice
 from nstlib.images import as_hwc, resize
 from nstlib.statistics import gram_matrix
 
@@ -44,8 +45,7 @@ def power_spectrum(image, window: str | None = "hann") -> tuple[np.ndarray, np.n
     Returns:
         power (H, W) in intensity² (FFT order), radial frequency (H, W) in cycles/pixel.
     """
-    if window not in WINDOWS:
-        raise ValueError(f"window must be 'hann' or None, got {window!r}")
+    check_choice(window, WINDOWS, "window")
     array = as_hwc(image)
     height, width = array.shape[:2]
     array = array - array.mean(axis=(0, 1), keepdims=True)

@@ -19,13 +19,15 @@ import numpy as np
 import scipy.optimize
 import tensorflow as tf
 
+from nstlib._checks import check_choice
+from nstlib.settings import OPTIMIZERS, SCHEDULES
+
 with warnings.catch_warnings():
     # Without ipywidgets, tqdm.auto uses its text bar in notebooks (what we want) but warns
     # "IProgress not found" into every notebook's first output.
     warnings.filterwarnings("ignore", message="IProgress not found")
     from tqdm.auto import tqdm
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "lbfgs")
 
 #: Default learning rates for the default (normalised, mean-type) loss of ``stylize``.
 #: Adaptive methods (RMSprop, AdaGrad, Adam) take steps in pixel units, so their rates are
@@ -42,9 +44,6 @@ DEFAULT_LEARNING_RATES = {
     "lbfgs": None,
 }
 _PER_PIXEL = ("sgd", "momentum", "nesterov")
-#: Learning-rate schedules of the Keras optimizers: "constant", or "cosine" (half a cosine
-#: from the rate down to ``COSINE_FINAL_FRACTION`` of it over the run's steps).
-SCHEDULES = ("constant", "cosine")
 COSINE_FINAL_FRACTION = 0.05
 LOSS_KEYS = ("total", "content", "style", "tv")
 
@@ -96,6 +95,25 @@ class History:
         keys = self.rows[0].keys() if self.rows else ()
         return {key: [row[key] for row in self.rows] for key in keys}
 
+    @classmethod
+    def joined(cls, parts, column: str) -> History:
+        """One history from consecutive runs, each tagged with its value in ``column``.
+
+        Args:
+            parts: (value, History, seconds offset) per run, in order; steps are
+                numbered on from the previous run's last step (each run's row 0 is its
+                starting image) and each run's seconds are shifted by its offset.
+            column: Name of the added column ("scale" for coarse-to-fine, "level" for
+                multi-level WCT).
+        """
+        history = cls()
+        for value, part, offset in parts:
+            step0 = history.rows[-1]["step"] + 1 if history.rows else 0
+            for row in part.rows:
+                history.rows.append({**row, "step": step0 + row["step"],
+                                     "seconds": offset + row["seconds"], column: value})
+        return history
+
 
 @dataclass
 class OptimizationResult:
@@ -113,7 +131,6 @@ class OptimizationResult:
     history: History
     status: str
     learning_rate: float | None
-
 
 def effective_learning_rate(name: str, learning_rate: float | None,
                             image_shape: Sequence[int]) -> float | None:
@@ -137,8 +154,8 @@ def effective_learning_rate(name: str, learning_rate: float | None,
 def check_optimizer(name: str) -> str:
     """Validate an optimizer name (case-insensitive) and return it in lower case."""
     key = str(name).lower()
-    if key not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    # the message shows the name as given: it is one of OPTIMIZERS exactly when key is
+    check_choice(key if key in OPTIMIZERS else name, OPTIMIZERS, "optimizer", unknown=True)
     return key
 
 
@@ -154,8 +171,7 @@ def learning_rate_schedule(learning_rate: float, schedule: str, steps: int):
         ``learning_rate`` itself for "constant", else a ``keras.optimizers.schedules``
         object: step k gets lr·(f + (1 − f)·½(1 + cos(π·k/steps))), f = 0.05.
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    check_choice(schedule, SCHEDULES, "schedule")
     if schedule == "constant":
         return learning_rate
     return keras.optimizers.schedules.CosineDecay(learning_rate, max(int(steps), 1),
@@ -377,200 +393,3 @@ def _minimize_lbfgs(loss_fn, init, steps, callbacks, bar) -> OptimizationResult:
 
 def _to_image(x64: np.ndarray, shape) -> tf.Tensor:
     return tf.constant(x64.reshape(shape), tf.float32)
-
-
-# ----------------------------------------------------------------------------- update rules
-# The first-order update rules written out by hand on NumPy arrays, in textbook notation
-# (α learning rate, ∇ gradient), for teaching and for checking what a Keras optimizer does.
-# Every rule has the signature ``rule(x, grad, state, learning_rate, **hyper)`` and returns
-# ``(new_x, new_state)`` without modifying its inputs; ``state`` starts as ``{}``.
-
-
-def sgd_step(x: np.ndarray, grad: np.ndarray, state: dict,
-             learning_rate: float) -> tuple[np.ndarray, dict]:
-    """Plain gradient descent: ``x ← x − α ∇``.
-
-    Args:
-        x: Parameters, any shape.
-        grad: ∇f(x), same shape as ``x``.
-        state: Unused (kept for a uniform signature); returned unchanged.
-        learning_rate: α.
-
-    Returns:
-        ``(new_x, state)``.
-    """
-    return np.asarray(x) - learning_rate * np.asarray(grad), dict(state)
-
-
-def momentum_step(x: np.ndarray, grad: np.ndarray, state: dict, learning_rate: float,
-                  beta: float = 0.9, nesterov: bool = False) -> tuple[np.ndarray, dict]:
-    """Momentum as an exponentially weighted moving average of gradients.
-
-    ``V ← β V + (1 − β) ∇`` then ``x ← x − α V``; with ``nesterov=True`` the step uses
-    the look-ahead average ``x ← x − α (β V + (1 − β) ∇)`` (``V`` already updated).
-
-    Keras' ``SGD(lr, momentum=m)`` keeps ``v ← m v − lr ∇``, ``x ← x + v``; that is this
-    rule with ``v = −α V``, ``m = β`` and ``lr = α (1 − β)``.
-
-    Args:
-        x: Parameters, any shape.
-        grad: ∇f(x), same shape.
-        state: ``{"V": array}`` (zeros when empty).
-        learning_rate: α.
-        beta: Averaging factor β in [0, 1).
-        nesterov: Use the Nesterov look-ahead step.
-
-    Returns:
-        ``(new_x, {"V": new_V})``.
-    """
-    grad = np.asarray(grad)
-    velocity = beta * state.get("V", np.zeros_like(grad)) + (1.0 - beta) * grad
-    direction = beta * velocity + (1.0 - beta) * grad if nesterov else velocity
-    return np.asarray(x) - learning_rate * direction, {"V": velocity}
-
-
-def _scale(accumulator: np.ndarray, epsilon: float, epsilon_inside_sqrt: bool) -> np.ndarray:
-    """``√(s + ε)`` or ``√s + ε``: the denominator of the adaptive rules."""
-    if epsilon_inside_sqrt:
-        return np.sqrt(accumulator + epsilon)
-    return np.sqrt(accumulator) + epsilon
-
-
-def adagrad_step(x: np.ndarray, grad: np.ndarray, state: dict, learning_rate: float,
-                 epsilon: float = 1e-8, initial_accumulator: float = 0.0,
-                 epsilon_inside_sqrt: bool = False) -> tuple[np.ndarray, dict]:
-    """AdaGrad (Duchi et al. 2011): per-coordinate steps shrinking with the gradient history.
-
-    ``s ← s + ∇²`` then ``x ← x − α ∇ / (√s + ε)``. Keras' ``Adagrad`` starts from
-    ``s = initial_accumulator_value`` (0.1 by default) and divides by ``√(s + ε)``:
-    pass ``initial_accumulator`` and ``epsilon_inside_sqrt=True`` to reproduce it.
-
-    Args:
-        x: Parameters, any shape.
-        grad: ∇f(x), same shape.
-        state: ``{"s": array}`` (filled with ``initial_accumulator`` when empty).
-        learning_rate: α.
-        epsilon: ε, keeps the step finite where the gradient has always been zero.
-        initial_accumulator: Starting value of ``s``.
-        epsilon_inside_sqrt: Divide by ``√(s + ε)`` instead of ``√s + ε``.
-
-    Returns:
-        ``(new_x, {"s": new_s})``.
-    """
-    grad = np.asarray(grad)
-    accumulator = state.get("s", np.full_like(grad, initial_accumulator)) + grad**2
-    step = learning_rate * grad / _scale(accumulator, epsilon, epsilon_inside_sqrt)
-    return np.asarray(x) - step, {"s": accumulator}
-
-
-def rmsprop_step(x: np.ndarray, grad: np.ndarray, state: dict, learning_rate: float,
-                 beta: float = 0.9, epsilon: float = 1e-8,
-                 epsilon_inside_sqrt: bool = False) -> tuple[np.ndarray, dict]:
-    """RMSprop (Hinton's lecture 6e): divide by a moving RMS of recent gradients.
-
-    ``s ← β s + (1 − β) ∇²`` then ``x ← x − α ∇ / (√s + ε)``. Keras' ``RMSprop`` (``rho``
-    = β) divides by ``√(s + ε)``: pass ``epsilon_inside_sqrt=True`` to reproduce it.
-
-    Args:
-        x: Parameters, any shape.
-        grad: ∇f(x), same shape.
-        state: ``{"s": array}`` (zeros when empty).
-        learning_rate: α.
-        beta: Averaging factor β of the squared gradients.
-        epsilon: ε.
-        epsilon_inside_sqrt: Divide by ``√(s + ε)`` instead of ``√s + ε``.
-
-    Returns:
-        ``(new_x, {"s": new_s})``.
-    """
-    grad = np.asarray(grad)
-    accumulator = beta * state.get("s", np.zeros_like(grad)) + (1.0 - beta) * grad**2
-    step = learning_rate * grad / _scale(accumulator, epsilon, epsilon_inside_sqrt)
-    return np.asarray(x) - step, {"s": accumulator}
-
-
-def adam_step(x: np.ndarray, grad: np.ndarray, state: dict, learning_rate: float,
-              beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
-              epsilon_hat: bool = False) -> tuple[np.ndarray, dict]:
-    """Adam (Kingma & Ba 2015): momentum (first moment) over RMSprop (second moment).
-
-    With ``t ← t + 1``: ``m ← β1 m + (1 − β1) ∇``, ``v ← β2 v + (1 − β2) ∇²``, the
-    bias-corrected ``m̂ = m / (1 − β1^t)``, ``v̂ = v / (1 − β2^t)`` and
-    ``x ← x − α m̂ / (√v̂ + ε)`` (Algorithm 1 of the paper).
-
-    ``epsilon_hat=True`` uses the paper's "more efficient" ordering that Keras implements:
-    ``x ← x − α_t m / (√v + ε̂)`` with ``α_t = α √(1 − β2^t) / (1 − β1^t)``. It equals
-    Algorithm 1 with ε replaced by ``ε̂ / √(1 − β2^t)``, so the two differ only while ε
-    matters (tiny gradients, first steps).
-
-    Args:
-        x: Parameters, any shape.
-        grad: ∇f(x), same shape.
-        state: ``{"m": array, "v": array, "t": int}`` (zeros and 0 when empty).
-        learning_rate: α.
-        beta1: Averaging factor of the gradients.
-        beta2: Averaging factor of the squared gradients.
-        epsilon: ε (or ε̂ with ``epsilon_hat``).
-        epsilon_hat: Add ε to ``√v`` before the bias correction, as Keras does.
-
-    Returns:
-        ``(new_x, {"m": new_m, "v": new_v, "t": t})``.
-    """
-    grad = np.asarray(grad)
-    t = int(state.get("t", 0)) + 1
-    m = beta1 * state.get("m", np.zeros_like(grad)) + (1.0 - beta1) * grad
-    v = beta2 * state.get("v", np.zeros_like(grad)) + (1.0 - beta2) * grad**2
-    if epsilon_hat:
-        rate = learning_rate * np.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
-        step = rate * m / (np.sqrt(v) + epsilon)
-    else:
-        m_hat, v_hat = m / (1.0 - beta1**t), v / (1.0 - beta2**t)
-        step = learning_rate * m_hat / (np.sqrt(v_hat) + epsilon)
-    return np.asarray(x) - step, {"m": m, "v": v, "t": t}
-
-
-def nesterov_step(x: np.ndarray, grad: np.ndarray, state: dict, learning_rate: float,
-                  beta: float = 0.9) -> tuple[np.ndarray, dict]:
-    """``momentum_step`` with ``nesterov=True`` (see there)."""
-    return momentum_step(x, grad, state, learning_rate, beta=beta, nesterov=True)
-
-
-#: Hand-written update rules by the names of ``OPTIMIZERS`` (all but L-BFGS).
-UPDATE_RULES: dict[str, Callable[..., tuple[np.ndarray, dict]]] = {
-    "sgd": sgd_step,
-    "momentum": momentum_step,
-    "nesterov": nesterov_step,
-    "rmsprop": rmsprop_step,
-    "adagrad": adagrad_step,
-    "adam": adam_step,
-}
-
-
-def run_update_rule(rule, grad_fn: Callable[[np.ndarray], np.ndarray], x0, steps: int,
-                    learning_rate: float, **hyper) -> np.ndarray:
-    """Iterate an update rule from ``x0`` and return the whole trajectory.
-
-    Args:
-        rule: A function of ``UPDATE_RULES`` or its name.
-        grad_fn: Maps parameters (shape of ``x0``) to the gradient (same shape).
-        x0: Starting parameters, any shape; computed in float64.
-        steps: Number of updates.
-        learning_rate: α.
-        **hyper: Further arguments of the rule (``beta``, ``epsilon``, ...).
-
-    Returns:
-        (steps + 1, *x0.shape) float64: row k is the parameters after k updates.
-    """
-    if isinstance(rule, str):
-        if rule not in UPDATE_RULES:
-            raise ValueError(f"unknown update rule {rule!r}; choose one of "
-                             f"{', '.join(UPDATE_RULES)}")
-        rule = UPDATE_RULES[rule]
-    x = np.array(x0, dtype=np.float64)
-    state: dict = {}
-    trajectory = [x]
-    for _ in range(int(steps)):
-        x, state = rule(x, np.asarray(grad_fn(x), dtype=np.float64), state, learning_rate,
-                        **hyper)
-        trajectory.append(x)
-    return np.stack(trajectory)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nstlib._checks import check_choice
+
 #: Parameters of the bundled style samples: name -> (generator function name, keyword
 #: arguments). ``sample_pattern(name)`` calls the generator with exactly these.
 SAMPLE_PATTERNS: dict[str, tuple[str, dict]] = {
@@ -487,8 +489,7 @@ def sample_pattern(name: str) -> np.ndarray:
     Raises:
         ValueError: unknown name.
     """
-    if name not in SAMPLE_PATTERNS:
-        raise ValueError(f"unknown pattern {name!r}; choose one of {', '.join(SAMPLE_PATTERNS)}")
+    check_choice(name, SAMPLE_PATTERNS, "pattern", unknown=True)
     function, kwargs = SAMPLE_PATTERNS[name]
     generators = {
         "brush_strokes": brush_strokes,

@@ -1,13 +1,16 @@
-"""Second-order feature statistics: Gram matrices and their normalisations.
+"""Second-order feature statistics: Gram matrices, normalisations and Gram shrinkage.
 
-Later additions (shrinkage, covariance, whitening/colouring, instance normalisation)
-belong here too: everything that summarises a feature map by its statistics.
+Everything that summarises a feature map by its per-channel or Gram statistics: Gram
+matrices (notebook 03), instance/batch normalisation and AdaIN (notebook 07) and
+Ledoit-Wolf shrinkage of Gram matrices (notebook 06). Full covariances, whitening and
+colouring live in ``nstlib.wct``.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
+
+from nstlib._checks import check_choice
 
 GRAM_NORMALIZATIONS = ("none", "hw", "chw")
 
@@ -24,8 +27,7 @@ def gram_matrix(features: tf.Tensor, normalize: str = "hw") -> tf.Tensor:
     Returns:
         (B, C, C) float32, symmetric positive semi-definite.
     """
-    if normalize not in GRAM_NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {GRAM_NORMALIZATIONS}, got {normalize!r}")
+    check_choice(normalize, GRAM_NORMALIZATIONS, "normalize")
     features = tf.convert_to_tensor(features)
     if features.shape.rank != 4:
         raise ValueError(f"features must have shape (B, H, W, C), got {features.shape}")
@@ -40,12 +42,11 @@ def gram_matrix(features: tf.Tensor, normalize: str = "hw") -> tf.Tensor:
 
 
 # ============================================================================================
-# Normalisation (instance / batch / AdaIN) and whitening-colouring (WCT)
+# Normalisation (instance / batch / AdaIN)
 #
 # Per-channel first and second moments of feature maps and the linear maps built on them:
-# instance and batch normalisation, adaptive instance normalisation (Huang & Belongie 2017),
-# and the whitening-colouring transform (Li et al. 2017). Matrix square roots are computed
-# in float64 from a symmetric eigendecomposition and returned in the input's dtype.
+# instance and batch normalisation and adaptive instance normalisation (Huang & Belongie
+# 2017). The whitening-colouring transform (Li et al. 2017) is in ``nstlib.wct``.
 # ============================================================================================
 
 
@@ -131,163 +132,6 @@ def adain(content_features: tf.Tensor, style_features: tf.Tensor, eps: float = 1
     return alpha * transferred + (1.0 - alpha) * content_features
 
 
-def _positions(features: tf.Tensor) -> tf.Tensor:
-    """(B, H, W, C) -> (B, H*W, C) float64."""
-    shape = tf.shape(features)
-    return tf.reshape(tf.cast(features, tf.float64), [shape[0], -1, shape[3]])
-
-
-def feature_covariance(features: tf.Tensor) -> tf.Tensor:
-    """Per-image channel covariance, C = (F - mu)^T (F - mu) / (H*W).
-
-    Args:
-        features: (B, H, W, C) float activations.
-
-    Returns:
-        (B, C, C) symmetric positive semi-definite, in the dtype of ``features``
-        (accumulated in float64). It is the "hw" Gram matrix of the centred features.
-    """
-    features = _check_rank4(features)
-    return tf.cast(_covariance64(_positions(features)), features.dtype)
-
-
-def _covariance64(flat: tf.Tensor) -> tf.Tensor:
-    centred = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
-    count = tf.cast(tf.shape(flat)[1], tf.float64)
-    return tf.einsum("bni,bnj->bij", centred, centred) / count
-
-
-def covariance_spectrum(features: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Eigenvalues and eigenvectors of ``feature_covariance``, largest eigenvalue first.
-
-    Args:
-        features: (B, H, W, C) float activations.
-
-    Returns:
-        eigenvalues (B, C) float64, descending (tiny negative round-off values possible);
-        eigenvectors (B, C, C) float64 with eigenvector k in column k.
-    """
-    features = _check_rank4(features)
-    return _eigh_descending(_covariance64(_positions(features)))
-
-
-def _eigh_descending(covariance: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    values, vectors = tf.linalg.eigh(covariance)
-    return tf.reverse(values, axis=[-1]), tf.reverse(vectors, axis=[-1])
-
-
-def energy_kept(eigenvalues, rank: int | None) -> np.ndarray:
-    """Fraction of the total variance kept by the ``rank`` largest eigenvalues.
-
-    Args:
-        eigenvalues: (..., C) eigenvalues, descending (as from ``covariance_spectrum``).
-        rank: Number of eigenvalues kept; None keeps all (fraction 1).
-
-    Returns:
-        (...,) float64 in [0, 1]: sum of the top ``rank`` (negatives clipped to 0) over the
-        sum of all.
-    """
-    values = np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None)
-    kept = values if rank is None else values[..., : int(rank)]
-    return kept.sum(axis=-1) / values.sum(axis=-1)
-
-
-def _matrix_power(values: tf.Tensor, vectors: tf.Tensor, power: float, eps: float,
-                  rank: int | None) -> tf.Tensor:
-    """E_k diag((lambda_k + eps)^power) E_k^T over the top-``rank`` eigenpairs, float64.
-
-    Negative round-off eigenvalues are clipped to 0 first, so with eps = 0 a singular
-    covariance and a negative power give an infinite (non-finite) matrix.
-    """
-    if rank is not None:
-        values, vectors = values[:, : int(rank)], vectors[:, :, : int(rank)]
-    scaled = tf.pow(tf.maximum(values, 0.0) + eps, power)
-    return tf.einsum("bik,bk,bjk->bij", vectors, scaled, vectors)
-
-
-def _check_rank_and_eps(eps: float, rank: int | None) -> None:
-    if eps < 0:
-        raise ValueError(f"eps must be non-negative, got {eps}")
-    if rank is not None and int(rank) < 1:
-        raise ValueError(f"rank must be a positive number of eigenvectors, got {rank}")
-
-
-def whiten(features: tf.Tensor, eps: float = 1e-5, rank: int | None = None) -> tf.Tensor:
-    """Whitening: centre each image's features and decorrelate them to unit variance.
-
-    W = (F - mu) C^(-1/2), C^(-1/2) = E diag((lambda + eps)^(-1/2)) E^T from the
-    eigendecomposition of the image's own covariance C = E diag(lambda) E^T.
-
-    Args:
-        features: (B, H, W, C) float activations (the content).
-        eps: Regulariser added to every eigenvalue; eps = 0 with a singular covariance
-            divides by zero (the result is not finite).
-        rank: Keep only the ``rank`` largest eigenvectors (the whitened features then
-            live in that subspace); None keeps all.
-
-    Returns:
-        (B, H, W, C) in the dtype of ``features``, with covariance
-        E_k diag(lambda_k / (lambda_k + eps)) E_k^T ~ I (identity on the kept subspace).
-    """
-    features = _check_rank4(features)
-    _check_rank_and_eps(eps, rank)
-    flat = _positions(features)
-    centred = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
-    values, vectors = _eigh_descending(_covariance64(flat))
-    whitened = tf.matmul(centred, _matrix_power(values, vectors, -0.5, eps, rank))
-    return tf.cast(tf.reshape(whitened, tf.shape(features)), features.dtype)
-
-
-def color(whitened: tf.Tensor, style_features: tf.Tensor, eps: float = 0.0,
-          rank: int | None = None) -> tf.Tensor:
-    """Colouring: give whitened features the style's covariance and mean.
-
-    F = W C_s^(1/2) + mu_s, C_s^(1/2) = E_s diag((lambda_s + eps)^(1/2)) E_s^T.
-
-    Args:
-        whitened: (B, H, W, C) features with (about) identity covariance.
-        style_features: (1 or B, H_s, W_s, C) style activations (any spatial size).
-        eps: Added to the style eigenvalues (0: the coloured covariance equals C_s).
-        rank: Keep only the style's ``rank`` largest eigenvectors; None keeps all.
-
-    Returns:
-        (B, H, W, C) in the dtype of ``whitened``; if ``whitened`` has identity
-        covariance its covariance is C_s (or its rank-k truncation) and its mean mu_s.
-    """
-    whitened = _check_rank4(whitened, "whitened")
-    style_features = _check_rank4(style_features, "style_features")
-    _check_rank_and_eps(eps, rank)
-    style = _positions(style_features)
-    values, vectors = _eigh_descending(_covariance64(style))
-    root = _matrix_power(values, vectors, 0.5, eps, rank)
-    coloured = tf.matmul(_positions(whitened), root) + tf.reduce_mean(style, axis=1,
-                                                                      keepdims=True)
-    return tf.cast(tf.reshape(coloured, tf.shape(whitened)), whitened.dtype)
-
-
-def wct(content_features: tf.Tensor, style_features: tf.Tensor, alpha: float = 1.0,
-        eps: float = 1e-5, rank: int | None = None) -> tf.Tensor:
-    """Whitening-colouring transform (Li et al. 2017), blended with the content.
-
-    alpha * color(whiten(F_c)) + (1 - alpha) * F_c: the content's spatial arrangement
-    with the style's channel mean and full covariance.
-
-    Args:
-        content_features: (B, H, W, C) activations (an image (1, H, W, 3) works too:
-            then it is a colour transfer in pixel space).
-        style_features: (1 or B, H_s, W_s, C) activations.
-        alpha: Style strength in [0, 1]; 0 returns the content unchanged.
-        eps: Whitening regulariser (see ``whiten``); the colouring uses none.
-        rank: Keep the ``rank`` largest eigenvectors of both covariances; None keeps all.
-
-    Returns:
-        (B, H, W, C) in the dtype of ``content_features``.
-    """
-    content_features = _check_rank4(content_features, "content_features")
-    transferred = color(whiten(content_features, eps, rank), style_features, 0.0, rank)
-    return alpha * transferred + (1.0 - alpha) * content_features
-
-
 # ============================================================================================
 # Gram shrinkage (Ledoit & Wolf 2004)
 #
@@ -311,9 +155,7 @@ def shrinkage_target(gram: tf.Tensor, target: str = "scaled_identity") -> tf.Ten
     Returns:
         (..., C, C), same dtype as ``gram``.
     """
-    if target not in SHRINKAGE_TARGETS:
-        raise ValueError(f"target must be one of {', '.join(SHRINKAGE_TARGETS)}, "
-                         f"got {target!r}")
+    check_choice(target, SHRINKAGE_TARGETS, "target")
     gram = tf.convert_to_tensor(gram)
     eye = tf.eye(tf.shape(gram)[-1], dtype=gram.dtype)
     if target == "identity":

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
+from nstlib._checks import check_choice
 from nstlib.images import as_hwc
 
 #: Horizontal and vertical nearest neighbours: the default style statistics.
@@ -286,8 +287,7 @@ def gradient_descent(content, style, alpha: float = 1.0, beta: float = 1.0, step
     Returns:
         ``ToyResult`` with ``steps + 1`` records (record 0 is the initial image).
     """
-    if optimizer not in ("adam", "sgd"):
-        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    check_choice(optimizer, ("adam", "sgd"), "optimizer")
     offsets = _check_offsets(offsets)
     c_np = np.asarray(content, dtype=np.float64)
     targets = _style_targets(style, offsets)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
-import inspect
 import json
 import logging
-import math
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from nstlib import ablation, transfer
+from nstlib import ablation, settings
+from nstlib.settings import StylizeConfig, option
 
 FAST = {"content": "chelsea", "style": "brushstrokes", "size": 32, "steps": 3,
         "weights": "random", "content_layers": ["block2_conv1"],
@@ -35,6 +36,13 @@ def _csv_rows(out_dir) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+class _NoRuns:
+    """A backend that fails the test if asked to run anything."""
+
+    def submit(self, config, out_dir, base_dir):
+        raise AssertionError(f"a complete run was executed again: {config}")
+
+
 # ----------------------------------------------------------------------------- declaration
 
 
@@ -51,13 +59,38 @@ def test_yaml_grid_expands_to_the_product_plus_extra_runs(tmp_path):
     assert len({s.run_id for s in specs}) == 5
 
 
-def test_config_holds_every_stylize_argument_and_the_id_hashes_it():
-    spec = ablation.load_grid(GRID4).expand()[0]
-    params = inspect.signature(transfer.stylize).parameters
-    assert set(spec.config) == (set(params) - {"callbacks", "progress"}) | {"evaluate"}
-    assert spec.config["tv_weight"] == params["tv_weight"].default  # defaults filled in
+def test_config_holds_every_setting_and_the_id_hashes_only_non_defaults():
+    spec = ablation.load_grid(GRID4).expand()[1]  # adam, learning_rate 0.03
+    fields = StylizeConfig.flat_fields()
+    assert set(spec.config) == set(fields) | {"content", "style", "evaluate"}
+    assert spec.config["tv_weight"] == fields["tv_weight"].default  # defaults filled in
     assert spec.config["optimizer"] == "adam" and spec.config["size"] == 32
-    assert spec.run_id == _sha(spec.config)
+    described = {"schema": 2, "content": "chelsea", "style": "brushstrokes",
+                 "config": {"size": 32, "steps": 3, "weights": "random",
+                            "content_layers": ["block2_conv1"],
+                            "style_layers": ["block1_conv1", "block2_conv1"],
+                            "learning_rate": 0.03},  # optimizer adam is the default
+                 "evaluate": EVALUATE}  # every key differs from EVALUATE_DEFAULTS
+    assert ablation.run_description(spec.config) == described
+    assert spec.run_id == _sha(described)
+    no_metrics = ablation.load_grid({**GRID4, "evaluate": None}).expand()[1]
+    assert no_metrics.run_id == _sha({k: v for k, v in described.items() if k != "evaluate"})
+
+
+def test_a_new_setting_with_a_default_changes_no_id(monkeypatch):
+    before = ablation.load_grid(GRID4).expand()
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Extended(StylizeConfig):  # StylizeConfig as it would be with one more field
+        future_knob: float = option(0.5, "a setting added after these runs")
+
+    monkeypatch.setattr(settings, "StylizeConfig", Extended)
+    monkeypatch.setattr(ablation.grid, "StylizeConfig", Extended)
+    after = ablation.load_grid(GRID4).expand()
+    assert all(s.config["future_knob"] == 0.5 for s in after)  # recorded...
+    assert [s.run_id for s in after] == [s.run_id for s in before]  # ...but not hashed
+    changed = ablation.load_grid({**GRID4, "fixed": {**FAST, "future_knob": 0.7}}).expand()
+    assert not {s.run_id for s in changed} & {s.run_id for s in before}
 
 
 def test_ids_are_stable_and_depend_only_on_the_settings():
@@ -76,14 +109,77 @@ def test_ids_are_stable_and_depend_only_on_the_settings():
 
 def test_yaml_exponent_strings_become_numbers(tmp_path):
     path = tmp_path / "g.yaml"
-    path.write_text("fixed: {content: chelsea, style: mosaic, learning_rate: 1e-2}\n")
-    config = ablation.load_grid(path).expand()[0].config
-    assert config["learning_rate"] == 0.01 and isinstance(config["learning_rate"], float)
+    path.write_text("fixed: {content: chelsea, style: mosaic, learning_rate: 1e-2}\n"
+                    "axes: {gram_shrinkage: [none, 3e-1]}\n")  # both strings in YAML
+    first, second = ablation.load_grid(path).expand()
+    assert first.config["learning_rate"] == 0.01 and isinstance(first.config["learning_rate"],
+                                                                float)
+    assert first.config["gram_shrinkage"] is None
+    assert second.config["gram_shrinkage"] == 0.3  # float | str | None: a number first
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("gram_shrinkage", "3e-1", 0.3),
+    ("gram_shrinkage", "ledoit-wolf", "ledoit-wolf"),
+    ("gram_shrinkage", "none", None),
+    ("learning_rate", None, None),
+    ("learning_rate", "NONE", None),
+    ("content_weight", 2, 2.0),
+    ("steps", "10", 10),  # a quoted number is still the number
+    ("steps", 10.0, 10),
+    ("scales", [16, "32"], [16, 32]),
+    ("size", " 48 ", 48),
+    ("style_layers", ["block1_conv1", "block3_conv1"], ["block1_conv1", "block3_conv1"]),
+    ("style_layers", "block1_conv1,block3_conv1", ["block1_conv1", "block3_conv1"]),
+    ("deterministic", "false", False),
+    ("optimizer", "LBFGS", "lbfgs"),
+])
+def test_settings_are_coerced_by_their_field_type(key, value, expected):
+    config = ablation.load_grid({"fixed": {"content": "chelsea", "style": "mosaic",
+                                           key: value}}).expand()[0].config
+    assert config[key] == expected and type(config[key]) is type(expected)
+    assert config == ablation.load_grid({"fixed": {"content": "chelsea", "style": "mosaic",
+                                                   key: expected}}).expand()[0].config
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("steps", "ten", "steps must be a whole number, got 'ten'"),
+    ("steps", 2.5, "steps must be a whole number"),
+    ("steps", True, "steps must be a whole number"),
+    ("size", "big", "size must be a whole number"),
+    ("learning_rate", "fast", "learning_rate must be a number, got 'fast'"),
+    ("content_weight", float("nan"), "content_weight must be a finite number"),
+    ("gram_shrinkage", 2.0, "gram_shrinkage must be at most 1"),
+    ("optimizer", "adamw", "optimizer must be one of"),
+    ("style_layers", ["block1_conv1", "block9_conv9"], "block9_conv9"),
+    ("deterministic", "maybe", "deterministic must be true or false"),
+])
+def test_a_bad_value_fails_when_the_grid_loads_naming_the_run_and_key(key, value, fragment,
+                                                                      tmp_path):
+    good = {"steps": 3, "size": 32, "learning_rate": 0.1, "content_weight": 1.0,
+            "gram_shrinkage": 0.5, "optimizer": "sgd", "style_layers": ["block1_conv1"],
+            "deterministic": False}[key]
+    swept = {"name": "bad", "fixed": FAST, "axes": {"seed": [0, 1]},
+             "runs": [{key: good}, {key: value, "seed": 2}]}
+    fixed = {"fixed": {**FAST, key: value}, "axes": {"seed": [0, 1]}}
+    for grid, where in ((swept, f"run 4 (seed=2, {key}={ablation.format_value(value)})"),
+                        (fixed, "run 1 (seed=0)")):
+        path = tmp_path / "grid.yaml"
+        path.write_text(yaml.safe_dump(grid))
+        with pytest.raises(ablation.GridError) as info:
+            ablation.load_grid(path)
+        message = str(info.value)
+        assert message.startswith(f"{path}: {where}: ") and "\n" not in message
+        assert fragment in message and key in message.removeprefix(f"{path}: {where}: ")
+        with pytest.raises(ablation.GridError):  # run_grid checks before it writes anything
+            ablation.run_grid(grid, tmp_path / "out", backend=_NoRuns(), progress=False)
+        assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("data, fragment", [
     ({"fixed": FAST, "axes": {"optimiser": ["adam"]}}, "did you mean 'optimizer'"),
     ({"fixed": {**FAST, "colour": 1}}, "unknown setting 'colour' in fixed"),
+    ({"fixed": {**FAST, "colour": 1}}, "valid settings: content, style, size"),
     ({"fixed": FAST, "runs": [{"callbacks": 1}]}, "unknown setting 'callbacks' in runs[1]"),
     ({"fixed": FAST, "axis": {}}, "unknown key(s) 'axis'"),
     ({"fixed": FAST, "axes": {"seed": 3}}, "axis 'seed' must be a non-empty list"),
@@ -203,22 +299,24 @@ def local_backend():
 
 
 def test_a_failing_run_is_recorded_and_the_others_finish(local_backend, tmp_path):
+    # valid settings that fail only when run: a weight beyond float32 (non-finite loss) and
+    # a style image that does not exist
     grid = {"fixed": FAST, "evaluate": EVALUATE,
-            "axes": {"content_weight": [1.0, float("nan")]},  # NaN weight: non-finite loss
-            "runs": [{"style_layers": ["block1_conv1", "block9_conv9"]}]}
+            "axes": {"content_weight": [1.0, 1e39]},
+            "runs": [{"style": "no_such_style.png"}]}
     result = ablation.run_grid(grid, tmp_path, backend=local_backend, progress=False)
     assert [r["status"] for r in result.rows] == ["completed", "failed", "failed"]
-    ok, nan, bad_layer = (result.record(r["run_id"]) for r in result.rows)
+    ok, huge, missing = (result.record(r["run_id"]) for r in result.rows)
     assert ok["final"]["total"] > 0 and ablation.image_path(tmp_path, ok["run_id"]).is_file()
-    assert nan["error"].startswith("NonFiniteLossError: loss became non-finite at step 0")
-    assert math.isnan(nan["config"]["content_weight"])
-    assert "block9_conv9" in bad_layer["error"] and bad_layer["error"].startswith("ValueError")
-    for failed in (nan, bad_layer):
+    assert huge["error"].startswith("NonFiniteLossError: loss became non-finite at step 0")
+    assert huge["config"]["content_weight"] == 1e39
+    assert missing["error"] == "ImageError: image not found: no_such_style.png"
+    for failed in (huge, missing):
         assert not ablation.image_path(tmp_path, failed["run_id"]).exists()
     rows = _csv_rows(tmp_path)
     assert [r["status"] for r in rows] == ["completed", "failed", "failed"]
-    assert "block9_conv9" in rows[2]["error"]
-    assert sorted(result.failed) == sorted([nan["run_id"], bad_layer["run_id"]])
+    assert "no_such_style.png" in rows[2]["error"]
+    assert sorted(result.failed) == sorted([huge["run_id"], missing["run_id"]])
 
 
 def test_local_processes_give_the_same_table_as_dask(local_backend, dask_results, tmp_path):
@@ -239,3 +337,54 @@ def test_every_example_grid_is_valid():
         specs = ablation.load_grid(examples / f"{name}.yaml").expand()
         assert len(specs) == n_runs, name
         assert all(s.config["weights"] == "auto" for s in specs)
+
+
+# ----------------------------------------------------------------------------- old results folders
+
+
+PRE_REDESIGN = Path(__file__).resolve().parent / "data" / "pre_redesign" / "ablation"
+
+
+def test_a_folder_written_before_the_config_redesign_resumes_without_running(tmp_path):
+    out = tmp_path / "ablation"
+    shutil.copytree(PRE_REDESIGN, out)
+    declared = yaml.safe_load((out / "grid.yaml").read_text())
+    declared.pop("base_dir")
+    before = {p.name: p.read_bytes() for p in (out / "runs").iterdir()}
+    result = ablation.run_grid(declared, out, backend=_NoRuns(), progress=False)
+    assert result.executed == [] and len(result.skipped) == 3
+    assert [r["status"] for r in result.rows] == ["completed"] * 3
+    rows = _csv_rows(out)
+    assert [r["status"] for r in rows] == ["completed"] * 3
+    assert [r["optimizer"] for r in rows] == ["adam", "sgd", "adam"]
+    assert all((out / "runs" / r["image"]).is_file() for r in rows)
+    assert {p.name: p.read_bytes() for p in (out / "runs").iterdir()} == before
+
+
+def test_legacy_ids_are_the_ids_the_old_code_wrote():
+    declared = yaml.safe_load((PRE_REDESIGN / "grid.yaml").read_text())
+    declared.pop("base_dir")
+    specs = ablation.load_grid(declared).expand()
+    stored = sorted(p.stem for p in (PRE_REDESIGN / "runs").glob("*.json"))
+    assert sorted(s.legacy_id for s in specs) == stored
+    for spec in specs:  # the old id hashed the config each old record holds
+        record = json.loads((PRE_REDESIGN / "runs" / f"{spec.legacy_id}.json").read_text())
+        assert _sha(record["config"]) == spec.legacy_id != spec.run_id
+    # YAML's "1e-2" was read as a float by the old code too; a setting it lacked: no old id
+    grid = {"fixed": {"content": "chelsea", "style": "mosaic"}}
+    as_text = ablation.load_grid({"fixed": {**grid["fixed"], "learning_rate": "1e-2"}})
+    as_float = ablation.load_grid({"fixed": {**grid["fixed"], "learning_rate": 0.01}})
+    assert as_text.expand()[0].legacy_id == as_float.expand()[0].legacy_id is not None
+    newer = ablation.load_grid({"fixed": {**grid["fixed"], "conv_impl": "standard"}})
+    assert newer.expand()[0].legacy_id is None
+
+
+def test_only_a_completed_legacy_record_stands_for_a_run(tmp_path):
+    specs = ablation.load_grid(GRID4).expand()
+    old = [dataclasses.replace(s, run_id=s.legacy_id) for s in specs[:2]]
+    ablation.persist(_fake_payload(old[0]), tmp_path)
+    ablation.persist(_fake_payload(old[1], "failed"), tmp_path)
+    stored = ablation.stored_specs(ablation.load_grid(GRID4), tmp_path)
+    assert [s.run_id for s in stored] == [old[0].run_id] + [s.run_id for s in specs[1:]]
+    ablation.persist(_fake_payload(specs[0]), tmp_path)  # once the new id is complete, it wins
+    assert ablation.stored_specs(ablation.load_grid(GRID4), tmp_path)[0].run_id == specs[0].run_id

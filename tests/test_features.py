@@ -15,11 +15,10 @@ from nstlib.features import (
     LAYER_NAMES,
     FeatureExtractor,
     Features,
-    WeightsUnavailableError,
-    random_conv_weights,
-    receptive_field,
 )
 from nstlib.images import vgg_preprocess
+from nstlib.receptive_fields import receptive_field
+from nstlib.vgg_weights import WeightsUnavailableError, random_conv_weights
 
 IMAGENET_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 SHALLOW = {"content_layers": ("block2_conv1",), "style_layers": ("block1_conv1",)}

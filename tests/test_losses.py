@@ -17,6 +17,7 @@ from nstlib.losses import (
     style_loss,
     total_variation_loss,
 )
+from nstlib.settings import LossConfig
 from nstlib.statistics import gram_matrix
 
 RNG = np.random.default_rng(42)
@@ -370,12 +371,25 @@ def test_objective_components_vanish_at_their_targets(small_extractor):
 
 def test_objective_rejects_unknown_definitions(small_extractor):
     image = tf.zeros((1, 8, 8, 3))
-    with pytest.raises(ValueError, match="content reduction must be one of"):
+    with pytest.raises(ValueError, match="content_reduction must be one of"):
         StyleTransferObjective(small_extractor, image, image, content_reduction="l1")
-    with pytest.raises(ValueError, match="style form must be one of"):
+    with pytest.raises(ValueError, match="style_form must be one of"):
         StyleTransferObjective(small_extractor, image, image, style_form="cov")
-    with pytest.raises(ValueError, match="TV kind must be one of"):
+    with pytest.raises(ValueError, match="tv_kind must be one of"):
         StyleTransferObjective(small_extractor, image, image, tv_kind="l3")
     # Checked when the objective is built, not at its first call inside the optimiser.
-    with pytest.raises(ValueError, match="TV reduction must be one of sum, mean"):
+    with pytest.raises(ValueError, match="tv_reduction must be one of sum, mean"):
         StyleTransferObjective(small_extractor, image, image, tv_reduction="median")
+    with pytest.raises(ValueError, match="unknown loss setting 'style_wieght'"):
+        StyleTransferObjective(small_extractor, image, image, style_wieght=2.0)
+
+
+def test_objective_defaults_are_the_loss_config(small_extractor):
+    """Without a config the objective is stylize's: LossConfig's weights, the extractor's
+    layers; a config whose layers differ from the extractor's is refused."""
+    image = tf.zeros((1, 8, 8, 3))
+    objective = StyleTransferObjective(small_extractor, image, image)
+    assert objective.weights == (1.0, 10.0, 1.0)
+    assert objective.config.style_layers == small_extractor.style_layers
+    with pytest.raises(ValueError, match="differ from the loss config"):
+        StyleTransferObjective(small_extractor, image, image, LossConfig())

@@ -1,9 +1,10 @@
 """Tests for the helpers that notebooks 00, 02 and 03 rely on.
 
-Receptive fields measured with gradients (``features.measure_receptive_field``,
-``features.unit_input_gradient``) are checked against field sizes worked out by hand and
-against a direct NumPy computation of a first-layer gradient; ``stylize`` is checked in
-the two degenerate set-ups the notebooks use (no style layers, no content layers).
+Receptive fields measured with gradients (``receptive_fields.measure_receptive_field``,
+``receptive_fields.unit_input_gradient``) are checked against field sizes worked out by
+hand and against a direct NumPy computation of a first-layer gradient; ``stylize`` is
+checked in the two degenerate set-ups the notebooks use (no style layers, no content
+layers).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nstlib import features, stylize
+from nstlib import receptive_fields, stylize
 from nstlib.features import FeatureExtractor
 from nstlib.images import VGG_MEAN_BGR
 
@@ -38,44 +39,46 @@ HAND_FIELDS = {
 
 @pytest.mark.parametrize("layer", sorted(HAND_FIELDS))
 def test_measured_field_matches_hand_computation(extractor_to_block4, layer):
-    assert features.measure_receptive_field(extractor_to_block4, layer) == HAND_FIELDS[layer]
-    assert features.receptive_field(layer) == HAND_FIELDS[layer]
+    measured = receptive_fields.measure_receptive_field(extractor_to_block4, layer)
+    assert measured == HAND_FIELDS[layer]
+    assert receptive_fields.receptive_field(layer) == HAND_FIELDS[layer]
 
 
 def test_measured_field_of_block5_with_average_pooling():
     extractor = FeatureExtractor(("block5_conv1",), (), weights="random", pooling="avg", seed=3)
     # 124 after block4_pool (stride 16), + 2 * 16 for block5_conv1.
-    assert features.measure_receptive_field(extractor, "block5_conv1", seed=1) == (156, 16)
+    assert receptive_fields.measure_receptive_field(extractor, "block5_conv1", seed=1) == (156, 16)
 
 
 def test_measurement_does_not_depend_on_a_large_enough_size(extractor_to_block4):
-    default = features.default_measurement_size("block2_conv2")
+    default = receptive_fields.default_measurement_size("block2_conv2")
     for size in (default, default + 32, default + 64):
-        measured = features.measure_receptive_field(extractor_to_block4, "block2_conv2", size)
+        measured = receptive_fields.measure_receptive_field(extractor_to_block4, "block2_conv2",
+                                                            size)
         assert measured == (14, 2)
 
 
 def test_too_small_input_is_refused(extractor_to_block4):
     with pytest.raises(ValueError, match="border"):
-        features.measure_receptive_field(extractor_to_block4, "block3_conv1", size=24)
+        receptive_fields.measure_receptive_field(extractor_to_block4, "block3_conv1", size=24)
 
 
 def test_layer_beyond_the_extractor_is_refused():
     extractor = FeatureExtractor(("block1_conv2",), (), weights="random")
     with pytest.raises(ValueError, match="stops at block1_conv2"):
-        features.measure_receptive_field(extractor, "block2_conv1")
+        receptive_fields.measure_receptive_field(extractor, "block2_conv1")
     with pytest.raises(ValueError, match="unknown VGG19"):
-        features.measure_receptive_field(extractor, "conv1")
+        receptive_fields.measure_receptive_field(extractor, "conv1")
 
 
 def test_default_sizes_worked_out_by_hand():
     # block5_conv4: field 252, stride 16. At 288 px the map is 18 wide; units 8 and 9 are
     # centred on 135.5 and 151.5 and span 10..261 and 26..277, inside 1..286. At 256 px
     # unit 8 (the centre) would end at 261 > 254.
-    assert features.default_measurement_size("block5_conv4") == 288
+    assert receptive_fields.default_measurement_size("block5_conv4") == 288
     # block5_pool: field 268, stride 32; 288 px puts the left neighbour at -22.
-    assert features.default_measurement_size("block5_pool") == 320
-    assert features.default_measurement_size("block1_conv1") == 32
+    assert receptive_fields.default_measurement_size("block5_pool") == 320
+    assert receptive_fields.default_measurement_size("block1_conv1") == 32
 
 
 def test_first_layer_gradient_matches_numpy():
@@ -83,7 +86,7 @@ def test_first_layer_gradient_matches_numpy():
     rng = np.random.default_rng(0)
     image = rng.uniform(size=(1, 9, 11, 3)).astype(np.float32)
     row, col = 4, 6
-    got = features.unit_input_gradient(extractor, "block1_conv1", image, (row, col)).numpy()
+    got = receptive_fields.unit_input_gradient(extractor, "block1_conv1", image, (row, col)).numpy()
 
     kernel, bias = extractor.model.get_layer("block1_conv1").get_weights()
     bgr = image[0, :, :, ::-1] * 255.0 - np.array(VGG_MEAN_BGR, np.float32)
@@ -102,12 +105,12 @@ def test_first_layer_gradient_matches_numpy():
 def test_unit_gradient_position_checks(extractor_to_block4):
     image = tf.zeros((1, 32, 32, 3))
     with pytest.raises(ValueError, match="outside"):
-        features.unit_input_gradient(extractor_to_block4, "block2_conv1", image, (16, 0))
+        receptive_fields.unit_input_gradient(extractor_to_block4, "block2_conv1", image, (16, 0))
 
 
 def test_unit_gradient_support_moves_by_the_stride(extractor_to_block4):
     image = tf.random.stateless_uniform((1, 64, 64, 3), seed=[1, 2])
-    supports = [features.unit_input_gradient(extractor_to_block4, "block2_conv2", image,
+    supports = [receptive_fields.unit_input_gradient(extractor_to_block4, "block2_conv2", image,
                                              (8, c)).numpy() > 0 for c in (7, 8)]
     cols = [np.flatnonzero(s.any(axis=0)) for s in supports]
     assert cols[1][0] - cols[0][0] == 2 and cols[1][-1] - cols[0][-1] == 2

@@ -11,7 +11,7 @@ import pytest
 import scipy.ndimage
 import tensorflow as tf
 
-from nstlib import images, metrics, patterns
+from nstlib import images, metrics, patterns, pyramids
 from nstlib.features import FeatureExtractor
 from nstlib.losses import (
     StyleTransferObjective,
@@ -67,7 +67,7 @@ def _np_normalized_style(generated, targets, weights=None):
 
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 1.7, 3.0])
 def test_gaussian_kernel_sums_to_one_is_symmetric_and_matches_formula(sigma):
-    kernel = images.gaussian_kernel(sigma)
+    kernel = pyramids.gaussian_kernel(sigma)
     radius = int(4.0 * sigma + 0.5)  # scipy.ndimage's default truncate=4
     assert kernel.shape == (2 * radius + 1,)
     assert kernel.sum() == pytest.approx(1.0, abs=1e-6)
@@ -79,14 +79,14 @@ def test_gaussian_kernel_sums_to_one_is_symmetric_and_matches_formula(sigma):
 
 
 def test_gaussian_kernel_explicit_size_and_errors():
-    kernel = images.gaussian_kernel(1.0, size=5)
+    kernel = pyramids.gaussian_kernel(1.0, size=5)
     assert kernel.shape == (5,)
     assert kernel.sum() == pytest.approx(1.0, abs=1e-6)
     for bad in (4, 0, -3, 2.5):
         with pytest.raises(ValueError):
-            images.gaussian_kernel(1.0, size=bad)
+            pyramids.gaussian_kernel(1.0, size=bad)
     with pytest.raises(ValueError):
-        images.gaussian_kernel(0.0)
+        pyramids.gaussian_kernel(0.0)
 
 
 # ----------------------------------------------------------------------------- blur
@@ -95,7 +95,7 @@ def test_gaussian_kernel_explicit_size_and_errors():
 def test_blur_of_constant_image_is_constant():
     image = np.full((1, 13, 9, 3), 0.37, np.float32)
     image[..., 1] = 0.8
-    blurred = images.gaussian_blur(image, sigma=2.0).numpy()
+    blurred = pyramids.gaussian_blur(image, sigma=2.0).numpy()
     np.testing.assert_allclose(blurred, image, atol=1e-6)
 
 
@@ -106,7 +106,7 @@ def test_blur_matches_scipy_reflect(shape, sigma):
     image = _random_image(shape, seed=1)
     expected = scipy.ndimage.gaussian_filter(image[0].astype(np.float64),
                                              sigma=(sigma, sigma, 0), mode="reflect")
-    got = images.gaussian_blur(image, sigma).numpy()[0]
+    got = pyramids.gaussian_blur(image, sigma).numpy()[0]
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
@@ -115,20 +115,20 @@ def test_blur_matches_scipy_reflect(shape, sigma):
 
 def test_pyramid_shapes():
     image = _random_image((1, 64, 48, 3))
-    pyramid = images.image_pyramid(image, 4)
+    pyramid = pyramids.image_pyramid(image, 4)
     assert [tuple(level.shape) for level in pyramid] == [
         (1, 64 // 2**k, 48 // 2**k, 3) for k in range(4)]
-    odd = images.image_pyramid(_random_image((1, 37, 50, 3)), 3)
+    odd = pyramids.image_pyramid(_random_image((1, 37, 50, 3)), 3)
     assert [tuple(level.shape) for level in odd] == [(1, 37, 50, 3), (1, 19, 25, 3),
                                                      (1, 10, 13, 3)]
-    single = images.image_pyramid(image, 1)
+    single = pyramids.image_pyramid(image, 1)
     assert len(single) == 1
     np.testing.assert_array_equal(single[0].numpy(), image)
 
 
 def test_pyramid_levels_match_scipy_reference():
     image = _random_image((1, 45, 64, 3), seed=2)
-    got = images.image_pyramid(image, 4)
+    got = pyramids.image_pyramid(image, 4)
     expected = _scipy_pyramid(image, 4)
     for k, (a, b) in enumerate(zip(got, expected, strict=True)):
         assert a.shape[1:3] == b.shape[:2], k
@@ -137,7 +137,7 @@ def test_pyramid_levels_match_scipy_reference():
 
 def test_pyramid_with_other_sigma_matches_scipy():
     image = _random_image((1, 32, 32, 3), seed=3)
-    got = images.image_pyramid(image, 3, sigma=0.8)[2].numpy()[0]
+    got = pyramids.image_pyramid(image, 3, sigma=0.8)[2].numpy()[0]
     np.testing.assert_allclose(got, _scipy_pyramid(image, 3, sigma=0.8)[2], atol=1e-6)
 
 
@@ -147,7 +147,7 @@ def test_pyramid_is_differentiable_with_unit_gain():
     image = tf.constant(_random_image((1, 24, 20, 3), seed=4))
     with tf.GradientTape() as tape:
         tape.watch(image)
-        coarse = images.image_pyramid(image, 3)[2]
+        coarse = pyramids.image_pyramid(image, 3)[2]
         total = tf.reduce_sum(coarse)
     grad = tape.gradient(total, image).numpy()
     assert np.all(np.isfinite(grad))
@@ -156,9 +156,9 @@ def test_pyramid_is_differentiable_with_unit_gain():
 
 def test_pyramid_rejects_bad_levels():
     with pytest.raises(ValueError):
-        images.image_pyramid(_random_image((1, 8, 8, 3)), 0)
+        pyramids.image_pyramid(_random_image((1, 8, 8, 3)), 0)
     with pytest.raises(ValueError):
-        images.image_pyramid(_random_image((1, 2, 2, 3)), 4)
+        pyramids.image_pyramid(_random_image((1, 2, 2, 3)), 4)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -274,8 +274,7 @@ def test_coarse_to_fine_restarts_the_optimizer_at_each_scale():
                                  weights="random")
     content40 = images.resize_max_side(tf.constant(content), 40)
     objective = StyleTransferObjective(extractor, content40,
-                                       images.resize_max_side(tf.constant(style), 40),
-                                       1.0, 10.0, 1.0)
+                                       images.resize_max_side(tf.constant(style), 40))
     fresh = minimize(objective, images.resize(coarse.image, (40, 32)), steps=2,
                      progress=False)
     np.testing.assert_allclose(two.image.numpy(), fresh.image.numpy(), atol=1e-5)

@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 import nstlib
-from nstlib import config, transfer
+from nstlib import _io, config, transfer
 from nstlib.features import FeatureExtractor
 from nstlib.images import ImageError, to_uint8
 from nstlib.losses import StyleTransferObjective
@@ -43,10 +43,7 @@ def _objective_like_stylize(content, style, seed=0) -> StyleTransferObjective:
     """The default objective of stylize, built independently of its cache."""
     extractor = FeatureExtractor(FAST["content_layers"], FAST["style_layers"], weights="random",
                                  seed=seed)
-    return StyleTransferObjective(extractor, tf.constant(content[None]), tf.constant(style[None]),
-                                  content_weight=transfer.DEFAULT_CONTENT_WEIGHT,
-                                  style_weight=transfer.DEFAULT_STYLE_WEIGHT,
-                                  tv_weight=transfer.DEFAULT_TV_WEIGHT)
+    return StyleTransferObjective(extractor, tf.constant(content[None]), tf.constant(style[None]))
 
 
 # ----------------------------------------------------------------------------- the result
@@ -214,7 +211,7 @@ def test_save_record_is_atomic(tmp_path, small_result, monkeypatch):
     def broken_dump(*args, **kwargs):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(transfer.json, "dump", broken_dump)
+    monkeypatch.setattr(_io.json, "dump", broken_dump)
     with pytest.raises(OSError, match="simulated"):
         transfer.write_json({"new": 1}, record_path)
     assert record_path.read_text() == old_record
@@ -243,3 +240,59 @@ def test_bfloat16_cosine_run_is_recorded_and_lowers_the_loss():
                       for a in (_content(), _style()))
     objective = _objective_like_stylize(content[0].numpy(), style[0].numpy())
     assert total[-1] == pytest.approx(float(objective(result.image)["total"]), rel=0.03)
+
+
+# ----------------------------------------------------------------------------- redesign
+
+
+def _cpu_class() -> str:
+    """"amx", "avx512", "avx2" or "other": float results are bit-equal within one class."""
+    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo")
+                  if line.startswith("flags")), [])
+    for name, flag in (("amx", "amx_tile"), ("avx512", "avx512f"), ("avx2", "avx2")):
+        if flag in flags:
+            return name
+    return "other"
+
+
+def test_default_config_gives_the_bytes_of_the_code_before_the_redesign(clean_extractor_cache):
+    """stylize at 64 px, 20 steps, random weights, against tests/data/pre_redesign.
+
+    Bit-for-bit where a digest was recorded on this class of CPU with this TensorFlow;
+    elsewhere (other kernels round differently) the saved 8-bit image within 2 levels.
+    """
+    import hashlib
+
+    folder = config.REPO_ROOT / "tests" / "data" / "pre_redesign"
+    recorded = json.loads((folder / "stylize_digest.json").read_text())["digests"]
+    result = nstlib.stylize("chelsea", "brushstrokes", size=64, steps=20, weights="random",
+                            progress=False)
+    image = np.asarray(result.image, np.float32)
+    same_machine = [d for d in recorded
+                    if (d["isa"], d["tensorflow"]) == (_cpu_class(), tf.__version__)]
+    if same_machine:
+        assert hashlib.sha256(image.tobytes()).hexdigest() == same_machine[0]["sha256_float32"]
+    before = np.asarray(Image.open(folder / "stylize_64px_20steps.png"), np.int16)
+    after = to_uint8(image[0]).astype(np.int16)
+    assert before.shape == after.shape == (43, 64, 3)
+    assert np.abs(before - after).max() <= (0 if same_machine else 2)
+
+
+def test_config_object_and_flat_overrides_give_the_same_run():
+    content, style = _content(20, 24), _style(24)
+    config_run = nstlib.stylize(content, style, nstlib.StylizeConfig.from_flat(
+        size=24, steps=2, weights="random", content_layers=("block2_conv1",),
+        style_layers=("block1_conv1",)), progress=False)
+    flat_run = nstlib.stylize(content, style, size=24, steps=2, weights="random",
+                              content_layers=("block2_conv1",), style_layers=("block1_conv1",),
+                              progress=False)
+    np.testing.assert_array_equal(config_run.image.numpy(), flat_run.image.numpy())
+    record = config_run.config
+    assert nstlib.StylizeConfig.from_record(record).non_default() == {
+        "size": 24, "style_size": 24, "steps": 2, "weights": "random", "learning_rate": 0.02,
+        "content_layers": ["block2_conv1"], "style_layers": ["block1_conv1"]}
+
+
+def test_unknown_override_fails_before_any_work(tmp_path):
+    with pytest.raises(nstlib.ConfigError, match="did you mean 'style_weight'"):
+        nstlib.stylize(tmp_path / "missing.png", tmp_path / "missing.png", style_wieght=3)

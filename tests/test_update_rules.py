@@ -1,4 +1,4 @@
-"""Tests for the hand-written update rules of nstlib.optimize.
+"""Tests for the hand-written update rules of nstlib.update_rules.
 
 Each rule is checked two ways: against the Keras optimizer it corresponds to (with the
 re-parameterisation stated in its docstring), on a small float64 quadratic, and against
@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from nstlib import optimize
-from nstlib.optimize import (
+from nstlib.update_rules import (
     UPDATE_RULES,
     adagrad_step,
     adam_step,

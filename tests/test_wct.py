@@ -1,4 +1,4 @@
-"""Tests for whitening/colouring (nstlib.statistics) and WCT stylisation (nstlib.transfer)."""
+"""Tests for whitening/colouring and WCT stylisation (nstlib.wct)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nstlib import statistics, transfer
+from nstlib import wct
 
 
 def _correlated(batch, positions_hw, channels, seed=0):
@@ -44,14 +44,14 @@ def _np_wct(content, style, eps):
 
 def test_feature_covariance_matches_numpy():
     x = _correlated(2, (6, 7), 5)
-    cov = statistics.feature_covariance(x).numpy()
+    cov = wct.feature_covariance(x).numpy()
     assert cov.shape == (2, 5, 5) and cov.dtype == np.float32
     np.testing.assert_allclose(cov, _np_cov(x), rtol=1e-4, atol=1e-4)
 
 
 def test_covariance_spectrum_is_descending_and_matches_numpy():
     x = _correlated(1, (10, 10), 6, seed=1)
-    values, vectors = statistics.covariance_spectrum(x)
+    values, vectors = wct.covariance_spectrum(x)
     expected = np.sort(np.linalg.eigvalsh(_np_cov(x)[0]))[::-1]
     np.testing.assert_allclose(values.numpy()[0], expected, rtol=1e-6)
     v = vectors.numpy()[0]
@@ -62,7 +62,7 @@ def test_covariance_spectrum_is_descending_and_matches_numpy():
 def test_whitened_features_have_identity_covariance_and_zero_mean():
     x = _correlated(2, (20, 20), 8, seed=2)
     assert _rel_fro(_np_cov(x)[0], np.eye(8)) > 1.0  # far from white to begin with
-    white = statistics.whiten(x, eps=0.0).numpy()
+    white = wct.whiten(x, eps=0.0).numpy()
     for cov in _np_cov(white):
         assert _rel_fro(cov, np.eye(8)) < 1e-4
     np.testing.assert_allclose(white.mean(axis=(1, 2)), 0.0, atol=1e-4)
@@ -71,7 +71,7 @@ def test_whitened_features_have_identity_covariance_and_zero_mean():
 def test_coloured_features_have_the_style_covariance_and_mean():
     content = _correlated(2, (20, 20), 8, seed=3)
     style = _correlated(1, (15, 30), 8, seed=4)
-    out = statistics.color(statistics.whiten(content, eps=0.0), style).numpy()
+    out = wct.color(wct.whiten(content, eps=0.0), style).numpy()
     style_cov = _np_cov(style)[0]
     for image in out:
         assert _rel_fro(_np_cov(image[None])[0], style_cov) < 1e-4
@@ -81,15 +81,15 @@ def test_coloured_features_have_the_style_covariance_and_mean():
 
 def test_wct_of_an_image_with_itself_is_the_identity():
     x = _correlated(1, (16, 16), 6, seed=5)
-    np.testing.assert_allclose(statistics.wct(x, x, eps=0.0).numpy(), x, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(wct.wct(x, x, eps=0.0).numpy(), x, rtol=1e-4, atol=1e-3)
 
 
 def test_wct_alpha_zero_returns_the_content_and_alpha_blends():
     content = _correlated(1, (12, 12), 4, seed=6)
     style = _correlated(1, (12, 12), 4, seed=7)
-    np.testing.assert_array_equal(statistics.wct(content, style, alpha=0.0).numpy(), content)
-    full = statistics.wct(content, style, alpha=1.0).numpy()
-    np.testing.assert_allclose(statistics.wct(content, style, alpha=0.3).numpy(),
+    np.testing.assert_array_equal(wct.wct(content, style, alpha=0.0).numpy(), content)
+    full = wct.wct(content, style, alpha=1.0).numpy()
+    np.testing.assert_allclose(wct.wct(content, style, alpha=0.3).numpy(),
                                0.3 * full + 0.7 * content, rtol=1e-5, atol=1e-4)
     assert _rel_fro(full, content) > 0.5
 
@@ -103,35 +103,35 @@ def test_rank_truncation_keeps_the_stated_energy():
     style = (z * np.sqrt(spectrum) @ basis.T).reshape(1, 40, 100, 8).astype(np.float32)
     content = _correlated(1, (30, 30), 8, seed=9)
     for rank in (1, 3, 5):
-        stated = float(statistics.energy_kept(statistics.covariance_spectrum(style)[0],
+        stated = float(wct.energy_kept(wct.covariance_spectrum(style)[0],
                                               rank)[0])
         assert stated == pytest.approx(spectrum[:rank].sum() / spectrum.sum(), rel=1e-4)
-        white = statistics.whiten(content, eps=0.0, rank=rank).numpy()
+        white = wct.whiten(content, eps=0.0, rank=rank).numpy()
         cov_white = _np_cov(white)[0]
         # Whitening onto the top-k subspace gives a rank-k projector: P @ P = P, trace k.
         assert np.trace(cov_white) == pytest.approx(rank, rel=1e-4)
         np.testing.assert_allclose(cov_white @ cov_white, cov_white, atol=1e-4)
         # Colouring white features with the style's top k keeps that share of its variance.
-        full_white = statistics.whiten(content, eps=0.0).numpy()
-        coloured = statistics.color(full_white, style, rank=rank).numpy()
+        full_white = wct.whiten(content, eps=0.0).numpy()
+        coloured = wct.color(full_white, style, rank=rank).numpy()
         kept = np.trace(_np_cov(coloured)[0]) / np.trace(_np_cov(style)[0])
         assert kept == pytest.approx(stated, rel=1e-3)
         # WCT of an image with itself at rank k keeps its top-k share of the variance.
-        own = statistics.wct(style, style, eps=0.0, rank=rank).numpy()
+        own = wct.wct(style, style, eps=0.0, rank=rank).numpy()
         assert np.trace(_np_cov(own)[0]) / np.trace(_np_cov(style)[0]) == pytest.approx(
             stated, rel=1e-3)
-    assert float(statistics.energy_kept(np.array([3.0, 1.0]), None)) == 1.0
+    assert float(wct.energy_kept(np.array([3.0, 1.0]), None)) == 1.0
 
 
 def test_eps_regularises_a_singular_covariance():
     # 6 positions, 10 channels: the covariance has rank <= 5 and 5+ zero eigenvalues.
     x = _correlated(1, (2, 3), 10, seed=10)
-    values = statistics.covariance_spectrum(x)[0].numpy()[0]
+    values = wct.covariance_spectrum(x)[0].numpy()[0]
     assert np.abs(values[5:]).max() < 1e-8 * values[0]
     with np.errstate(all="ignore"):
-        assert not np.isfinite(statistics.whiten(x, eps=0.0).numpy()).all()
+        assert not np.isfinite(wct.whiten(x, eps=0.0).numpy()).all()
     eps = 1e-3
-    white = statistics.whiten(x, eps=eps).numpy()
+    white = wct.whiten(x, eps=eps).numpy()
     assert np.isfinite(white).all()
     # Covariance E diag(lambda / (lambda + eps)) E^T, with NumPy's eigendecomposition.
     lam, vec = np.linalg.eigh(_np_cov(x)[0])
@@ -139,7 +139,7 @@ def test_eps_regularises_a_singular_covariance():
     np.testing.assert_allclose(_np_cov(white)[0], vec @ np.diag(lam / (lam + eps)) @ vec.T,
                                atol=1e-4)
     # Truncating to the non-zero part is the other fix: finite, and white on that subspace.
-    truncated = statistics.whiten(x, eps=0.0, rank=5).numpy()
+    truncated = wct.whiten(x, eps=0.0, rank=5).numpy()
     assert np.isfinite(truncated).all()
     assert np.trace(_np_cov(truncated)[0]) == pytest.approx(5.0, rel=1e-4)
 
@@ -153,7 +153,7 @@ def test_pixel_wct_matches_a_numpy_eigendecomposition():
     style[..., 2] = 0.5 * style[..., 1] + 0.2
     style += 0.02 * rng.standard_normal(style.shape)
     content, style = content.astype(np.float32)[None], style.astype(np.float32)[None]
-    out = statistics.wct(tf.constant(content), tf.constant(style), eps=1e-5).numpy()
+    out = wct.wct(tf.constant(content), tf.constant(style), eps=1e-5).numpy()
     np.testing.assert_allclose(out[0], _np_wct(content[0], style[0], 1e-5), rtol=1e-4,
                                atol=1e-4)
 
@@ -161,11 +161,11 @@ def test_pixel_wct_matches_a_numpy_eigendecomposition():
 def test_wct_rejects_bad_arguments():
     x = _correlated(1, (4, 4), 3)
     with pytest.raises(ValueError, match="rank"):
-        statistics.whiten(x, rank=0)
+        wct.whiten(x, rank=0)
     with pytest.raises(ValueError, match="eps"):
-        statistics.whiten(x, eps=-1.0)
+        wct.whiten(x, eps=-1.0)
     with pytest.raises(ValueError, match="B, H, W, C"):
-        statistics.wct(x[0], x)
+        wct.wct(x[0], x)
 
 
 # ----------------------------------------------------------------------------- transfer
@@ -181,9 +181,9 @@ def _image(seed, size=32):
 
 
 def test_feature_inversion_loss_is_zero_at_the_target_image():
-    extractor = transfer.layer_extractor("block1_conv2", weights="random")
+    extractor = wct.layer_extractor("block1_conv2", weights="random")
     image = _image(0)
-    loss_fn = transfer.feature_inversion_loss(extractor, extractor(image).content[0],
+    loss_fn = wct.feature_inversion_loss(extractor, extractor(image).content[0],
                                               tv_weight=0.5)
     losses = loss_fn(image)
     assert float(losses["content"]) == pytest.approx(0.0, abs=1e-7)
@@ -193,9 +193,9 @@ def test_feature_inversion_loss_is_zero_at_the_target_image():
 
 
 def test_invert_features_moves_towards_the_target():
-    extractor = transfer.layer_extractor("block1_conv2", weights="random")
+    extractor = wct.layer_extractor("block1_conv2", weights="random")
     target_image, start = _image(1), _image(2)
-    outcome = transfer.invert_features(extractor, extractor(target_image).content[0], start,
+    outcome = wct.invert_features(extractor, extractor(target_image).content[0], start,
                                        steps=25, tv_weight=0.0, progress=False)
     content = outcome.history["content"]
     assert len(content) == 26
@@ -205,7 +205,7 @@ def test_invert_features_moves_towards_the_target():
 
 
 def test_wct_stylize_runs_every_level_and_records_them():
-    result = transfer.wct_stylize(_image(3).numpy(), _image(4).numpy(),
+    result = wct.wct_stylize(_image(3).numpy(), _image(4).numpy(),
                                   layers=("block2_conv1", "block1_conv1"), size=32, steps=3,
                                   weights="random", progress=False)
     assert len(result.level_images) == 2
@@ -216,4 +216,4 @@ def test_wct_stylize_runs_every_level_and_records_them():
     assert result.config["layers"] == ["block2_conv1", "block1_conv1"]
     assert result.config["weights_source"] == "random"
     with pytest.raises(ValueError, match="one layer"):
-        transfer.wct_stylize(_image(3).numpy(), _image(4).numpy(), layers=(), progress=False)
+        wct.wct_stylize(_image(3).numpy(), _image(4).numpy(), layers=(), progress=False)

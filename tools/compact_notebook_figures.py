@@ -14,12 +14,12 @@ import argparse
 import base64
 import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from PIL import Image
+
+from nstlib._io import atomic_open
 
 #: PNG outputs larger than this many bytes (decoded) are re-encoded.
 MIN_BYTES = 200_000
@@ -73,11 +73,9 @@ def compact_file(path: Path, min_bytes: int = MIN_BYTES) -> int:
     notebook = json.loads(path.read_text(encoding="utf-8"))
     saved = compact_outputs(notebook, min_bytes)
     if saved:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ipynb.tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with atomic_open(path, "w", encoding="utf-8") as handle:
             json.dump(notebook, handle, indent=1, sort_keys=True, ensure_ascii=False)
             handle.write("\n")
-        os.replace(tmp, path)
     return saved
 
 

@@ -1,0 +1,117 @@
+"""Atomic file writing: the one implementation every nstlib writer uses.
+
+This private module owns how a result reaches the disk: the content is written to a
+temporary file in the destination's folder and renamed over the destination with
+``os.replace``, so a reader (or a crash) never sees a half-written file and a failure
+leaves any existing file untouched and no temporary file behind. The new file gets the
+permissions a plain ``open(path, "w")`` would give it: ``0o666 & ~umask`` for a new file,
+the existing file's mode when one is replaced. No notebook teaches it; images, run
+records, weight files, ablation tables and the notebook tools all write through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """Create ``.<name>.<random>.tmp`` next to ``path``; return (fd, name).
+
+    ``os.open`` with mode 0o666 lets the kernel apply the process umask, as ``open()``
+    does (``tempfile.mkstemp`` would give 0o600). If ``path`` exists its mode is copied.
+    """
+    try:
+        existing_mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        existing_mode = None
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # pragma: no cover - 32 random bits collided
+            continue
+        break
+    if existing_mode is not None:
+        try:
+            os.fchmod(fd, existing_mode)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+    return fd, tmp
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode: str = "wb", **kwargs) -> Iterator[IO]:
+    """Open a temporary file for writing that replaces ``path`` when the block succeeds.
+
+    The destination's folder must exist. On any exception (Ctrl-C included) the temporary
+    file is removed, ``path`` is left as it was and the exception propagates.
+
+    Args:
+        path: Destination.
+        mode: "wb" (bytes) or "w" (text); ``kwargs`` go to ``os.fdopen`` (``encoding``).
+
+    Yields:
+        The open file object (for ``json.dump``, ``PIL.Image.save(handle, format=...)``).
+    """
+    path = Path(path)
+    fd, tmp = _create_temporary(path)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """A temporary path (an empty file) that replaces ``path`` when the block succeeds.
+
+    For writers that need a file name rather than a file object (``h5py.File(tmp, "w")``).
+    The destination's folder must exist; a failure removes the temporary file.
+    """
+    path = Path(path)
+    fd, tmp = _create_temporary(path)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(data: bytes, path) -> Path:
+    """Write bytes to ``path`` atomically, creating its folder if needed; returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+    return path
+
+
+def atomic_write_text(text: str, path, encoding: str = "utf-8") -> Path:
+    """Write text to ``path`` atomically, creating its folder if needed; returns ``path``."""
+    return atomic_write_bytes(text.encode(encoding), path)
+
+
+def write_json(data: dict, path) -> Path:
+    """Write JSON atomically (temporary file in the same folder, then rename).
+
+    ``indent=1``; values JSON cannot represent are written as ``str(value)``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "w") as handle:
+        json.dump(data, handle, indent=1, default=str)
+    return path

@@ -1,0 +1,327 @@
+"""Every setting of a run, in frozen dataclasses that import no TensorFlow.
+
+``StylizeConfig`` holds one run's own settings (size, style size, scales, init, seed,
+determinism) and three sections, each used by one module: ``network``
+(``NetworkConfig``, used by ``nstlib.features``), ``loss`` (``LossConfig``, used by
+``nstlib.losses``: the only place loss defaults live) and ``optim`` (``OptimConfig``,
+used by ``nstlib.optimize``). Each setting also has a flat name (its field name, unique
+across the sections): the ``stylize`` keyword, the ``nst stylize`` flag, the grid-file key
+and the key in every run record.
+
+The settings live together here, rather than in the modules that use them, because the
+``nst`` command builds its flags from them and checks a command line before it imports
+TensorFlow (which takes seconds): a usage error is answered at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from nstlib._options import (
+    ConfigError,
+    FieldInfo,
+    Options,
+    check_finite,
+    field_infos,
+    jsonable,
+    option,
+)
+from nstlib.vgg_layers import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, validate_layers
+
+#: Precisions the convolution stack can run in (activations are returned as float32).
+COMPUTE_DTYPES = ("float32", "bfloat16")
+#: How the 3x3 convolutions are computed (see ``features.conv2d_same_transposed``).
+CONV_IMPLS = ("auto", "standard", "transposed")
+#: Pooling between the blocks: "max" (as trained) or "avg".
+POOLINGS = ("max", "avg")
+#: Forms of the loss terms (see ``nstlib.losses``).
+CONTENT_REDUCTIONS = ("sum", "mean", "normalized")
+STYLE_FORMS = ("gatys", "normalized", "mse")
+TV_KINDS = ("l1", "isotropic", "squared")
+TV_REDUCTIONS = ("sum", "mean")
+#: Optimizers of ``optimize.minimize`` and the Keras learning-rate schedules: "constant",
+#: or "cosine" (half a cosine from the rate down to 5 % of it over the run's steps).
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "lbfgs")
+SCHEDULES = ("constant", "cosine")
+#: Starting images of ``stylize``.
+INITS = ("content", "noise", "style")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig(Options):
+    """How the VGG19 feature network is built (the ``network`` section of a run).
+
+    The layers themselves belong to the loss (``losses.LossConfig``): they say what is
+    compared, this says how the features are computed.
+    """
+
+    weights: str = option("auto", "VGG19 weights: auto (ImageNet if available, else random, "
+                                  "saying so), imagenet, random, or a path to a VGG19 notop "
+                                  ".h5 file")
+    pooling: str = option("max", "pooling between blocks (avg gives smoother gradients)",
+                          choices=POOLINGS)
+    compute_dtype: str = option(
+        "float32", "convolution precision; bfloat16 is several times faster on CPUs with "
+                   "AMX/AVX512-BF16 and slower on others", choices=COMPUTE_DTYPES)
+    conv_impl: str = option("auto", "how the 3x3 convolutions are computed (same numbers)",
+                            choices=CONV_IMPLS)
+    weight_seed: int | None = option(
+        None, "seed of the random weights (default: the run's seed)")
+
+    def validate(self) -> None:
+        if self.weight_seed is not None and self.weight_seed < 0:
+            raise ConfigError(f"weight_seed must be non-negative, got {self.weight_seed}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig(Options):
+    """How the pixels are optimised (the ``optim`` section of a run)."""
+
+    optimizer: str = option("adam", "optimizer", choices=OPTIMIZERS)
+    learning_rate: float | None = option(
+        None, "learning rate (default: the optimizer's own, see "
+              "nstlib.optimize.DEFAULT_LEARNING_RATES)")
+    schedule: str = option("constant", "learning-rate schedule: constant, or cosine decay to "
+                                       "5% over each scale's steps", choices=SCHEDULES)
+    steps: int | tuple[int, ...] = option(
+        300, "optimisation steps (with scales: one number for every scale, or one per scale)")
+
+    def validate(self) -> None:
+        check_finite(self.learning_rate, "learning_rate", strict=True)
+        counts = self.steps if isinstance(self.steps, tuple) else (self.steps,)
+        if not counts or min(counts) < 0:
+            raise ConfigError(f"steps must be non-negative, got {self.steps}")
+        if self.optimizer == "lbfgs" and self.schedule != "constant":
+            raise ConfigError(f"schedule {self.schedule!r} needs a Keras optimizer, not lbfgs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossConfig(Options):
+    """The objective α·L_content + β·L_style + γ·L_tv (the ``loss`` section of a run).
+
+    These are the only loss defaults in nstlib: ``stylize``, ``StyleTransferObjective``,
+    the CLI and grid files all take them from here.
+    """
+
+    content_weight: float = option(1.0, "α, weight of the content loss")
+    style_weight: float = option(10.0, "β, weight of the style loss")
+    tv_weight: float = option(1.0, "γ, weight of the total-variation loss")
+    content_layers: tuple[str, ...] = option(DEFAULT_CONTENT_LAYERS,
+                                             "VGG19 content layers, comma-separated")
+    style_layers: tuple[str, ...] = option(DEFAULT_STYLE_LAYERS,
+                                           "VGG19 style layers, comma-separated")
+    style_layer_weights: tuple[float, ...] | None = option(
+        None, "weight per style layer, comma-separated (default 1/L each)")
+    content_reduction: str = option("normalized", "content loss form (see content_loss)",
+                                    choices=CONTENT_REDUCTIONS)
+    style_form: str = option("normalized", "style loss form (see layer_style_loss)",
+                             choices=STYLE_FORMS)
+    tv_kind: str = option("l1", "total-variation penalty", choices=TV_KINDS)
+    tv_reduction: str = option("mean", "total variation summed or averaged over pixels",
+                               choices=TV_REDUCTIONS)
+    pyramid_levels: int = option(1, "style loss over this many Gaussian-pyramid levels "
+                                    "(1: the plain style loss)")
+    pyramid_level_weights: tuple[float, ...] | None = option(
+        None, "weight per pyramid level, comma-separated (default 1/K each)")
+    pyramid_sigma: float = option(1.0, "blur of each pyramid step in pixels")
+    gram_shrinkage: float | str | None = option(
+        None, "shrink the style target Grams towards (tr A / N)·I: a λ in [0, 1] or "
+              "ledoit-wolf (default: none)")
+
+    def validate(self) -> None:
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            check_finite(getattr(self, name), name)
+        try:
+            validate_layers(self.content_layers, "content layer")
+            validate_layers(self.style_layers, "style layer")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        _check_weights(self.style_layer_weights, len(self.style_layers), "style_layer_weights",
+                       "style layers")
+        if self.pyramid_levels < 1:
+            raise ConfigError(f"pyramid_levels must be at least 1, got {self.pyramid_levels}")
+        _check_weights(self.pyramid_level_weights, self.pyramid_levels,
+                       "pyramid_level_weights", "pyramid levels")
+        check_finite(self.pyramid_sigma, "pyramid_sigma", strict=True)
+        shrinkage = self.gram_shrinkage
+        if isinstance(shrinkage, str) and shrinkage.lower() != "ledoit-wolf":
+            raise ConfigError(f"gram_shrinkage must be a number in [0, 1] or 'ledoit-wolf', "
+                              f"got {shrinkage!r}")
+        if isinstance(shrinkage, str):
+            object.__setattr__(self, "gram_shrinkage", "ledoit-wolf")
+        else:
+            check_finite(shrinkage, "gram_shrinkage", maximum=1.0)
+
+
+def _check_weights(weights, count: int, name: str, what: str) -> None:
+    """ConfigError unless ``weights`` is None or ``count`` finite non-negative numbers."""
+    if weights is None:
+        return
+    if len(weights) != count:
+        raise ConfigError(f"{name} has {len(weights)} entries for {count} {what}")
+    for w in weights:
+        check_finite(w, name)
+
+
+#: The sections of ``StylizeConfig`` and the settings class of each.
+SECTIONS = {"network": NetworkConfig, "loss": LossConfig, "optim": OptimConfig}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StylizeConfig(Options):
+    """Every setting of one ``stylize`` run (frozen; ``replace`` makes a changed copy).
+
+    Build one with keyword arguments (``StylizeConfig(size=128, loss=LossConfig(...))``)
+    or from flat names (``StylizeConfig.from_flat(size=128, style_weight=100)``).
+    """
+
+    size: int = option(256, "longer side of the result in pixels")
+    style_size: int | None = option(
+        None, "longer side of the style image in pixels (default: the result's size)")
+    scales: tuple[int, ...] | None = option(
+        None, "coarse-to-fine sizes, e.g. 128,256: optimise at each longer side in turn, "
+              "each scale starting from the previous result (default: just size)")
+    init: str = option("content", "starting image", choices=INITS)
+    seed: int = option(0, "seed of Python, NumPy, TensorFlow, the noise init and random "
+                          "weights")
+    deterministic: bool = option(True, "TensorFlow op determinism: the same seed gives the "
+                                       "same bits on one machine")
+    network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+
+    def validate(self) -> None:
+        for name, cls in SECTIONS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"{name} must be a {cls.__name__}, got "
+                                  f"{type(getattr(self, name)).__name__}")
+        if self.size <= 0:
+            raise ConfigError(f"size must be a positive number of pixels, got {self.size}")
+        if self.style_size is not None and self.style_size <= 0:
+            raise ConfigError(f"style_size must be positive, got {self.style_size}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be non-negative, got {self.seed}")
+        self.stages()  # checks scales against steps
+
+    def stages(self) -> list[Stage]:
+        """The coarse-to-fine plan: (size, style size, steps) per scale, coarse first."""
+        try:
+            return coarse_to_fine_schedule(self.size, self.scales, self.optim.steps,
+                                           self.style_size)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    @classmethod
+    def flat_fields(cls) -> dict[str, FieldInfo]:
+        """Every setting by flat name: this class's own fields, then each section's."""
+        infos = dict(field_infos(cls))
+        for section, settings_cls in SECTIONS.items():
+            infos.update(field_infos(settings_cls, section))
+        return infos
+
+    @classmethod
+    def from_flat(cls, **flat) -> StylizeConfig:
+        """The default config with some settings changed, by flat name."""
+        return cls().replace(**flat)
+
+    @classmethod
+    def from_record(cls, record: dict) -> StylizeConfig:
+        """The config of a run record (``StylizeResult.record()``); other keys ignored."""
+        names = cls.flat_fields()
+        return cls.from_flat(**{k: v for k, v in record.items() if k in names})
+
+    def replace(self, **changes) -> StylizeConfig:
+        """A copy with settings changed by flat name (or whole sections by section name).
+
+        Raises:
+            ConfigError: an unknown name (with the closest valid one) or a bad value.
+        """
+        infos = self.flat_fields()
+        unknown = [k for k in changes if k not in infos and k not in SECTIONS]
+        if unknown:
+            raise ConfigError(unknown_setting_message(unknown[0], infos))
+        own = {k: v for k, v in changes.items() if k in SECTIONS or infos[k].section is None}
+        for section in SECTIONS:
+            part = {k: v for k, v in changes.items()
+                    if k in infos and infos[k].section == section}
+            if part:
+                own[section] = dataclasses.replace(own.get(section, getattr(self, section)),
+                                                   **part)
+        return dataclasses.replace(self, **own)
+
+    def to_flat(self) -> dict:
+        """Flat name -> JSON-able value for every setting."""
+        flat = {}
+        for name, info in self.flat_fields().items():
+            holder = self if info.section is None else getattr(self, info.section)
+            flat[name] = jsonable(getattr(holder, name))
+        return flat
+
+    def non_default(self) -> dict:
+        """Flat name -> value of the settings that differ from the defaults."""
+        default = type(self)().to_flat()
+        return {k: v for k, v in self.to_flat().items() if v != default[k]}
+
+
+def unknown_setting_message(name: str, infos) -> str:
+    """"unknown setting 'x'" plus the closest valid name, if one is close."""
+    close = difflib.get_close_matches(name, list(infos), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown setting {name!r}{hint}; see StylizeConfig.flat_fields() or nst stylize --help"
+
+
+# ----------------------------------------------------------------------------- coarse to fine
+
+
+class Stage(NamedTuple):
+    """One scale of a coarse-to-fine run.
+
+    Attributes:
+        size: Longer side of the result at this scale, in pixels.
+        style_size: Longer side of the style image at this scale.
+        steps: Optimisation steps at this scale.
+    """
+
+    size: int
+    style_size: int
+    steps: int
+
+
+def coarse_to_fine_schedule(size: int, scales: Sequence[int] | None,
+                            steps: int | Sequence[int],
+                            style_size: int | None = None) -> list[Stage]:
+    """The scales of a run, coarse to fine, with the style image scaled in proportion.
+
+    Args:
+        size: Longer side of the result when ``scales`` is None.
+        scales: Longer sides to optimise at in turn (replaces ``size``), or None.
+        steps: Steps at every scale, or one count per scale.
+        style_size: Longer side of the style image at the last scale (default: the last
+            scale); at the others it is scaled by scale / last scale (at least 1 px).
+
+    Returns:
+        One ``Stage`` per scale.
+
+    Raises:
+        ValueError: non-positive sizes or a step count per scale that does not match.
+    """
+    if scales is None:
+        if int(size) <= 0:
+            raise ValueError(f"size must be a positive number of pixels, got {size}")
+        scales = [int(size)]
+    scales = [int(s) for s in scales]
+    if not scales or min(scales) <= 0:
+        raise ValueError(f"scales must be a non-empty sequence of positive sizes, got {scales}")
+    if isinstance(steps, Sequence):
+        if len(steps) != len(scales):
+            raise ValueError(f"{len(steps)} step counts for {len(scales)} scales")
+        counts = [int(n) for n in steps]
+    else:
+        counts = [int(steps)] * len(scales)
+    top, top_style = scales[-1], int(style_size or scales[-1])
+    return [Stage(scale, max(1, round(top_style * scale / top)), n)
+            for scale, n in zip(scales, counts, strict=True)]

@@ -1,0 +1,194 @@
+"""VGG19 weights: the modes (auto/imagenet/random/file), weight files, the ImageNet download.
+
+This module owns where the extractor's weights come from: resolving a request ("auto",
+"imagenet", "random" or a path) to a source, seeded He-normal random weights, reading and
+writing VGG19 ``.h5`` weight files (legacy Keras and Keras 3 layouts) and fetching the
+ImageNet notop weights through Keras' cache. Weight files are keyed by the layer table of
+``nstlib.vgg_layers``. Notebook 02 (``02_vgg19_features.ipynb``) teaches the extractor and
+its weights modes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+
+from nstlib import config
+from nstlib._io import atomic_path
+from nstlib.vgg_layers import CONV_LAYERS, layer_channels
+
+#: Where Keras downloads the ImageNet notop weights (file name, URL, MD5), as used by
+#: keras.applications.VGG19; read from Keras when it exposes them.
+_IMAGENET_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+_IMAGENET_MD5 = "253f8cb515780f3b799900260a226db6"
+try:  # pragma: no cover - depends on the Keras version
+    from keras.src.applications.vgg19 import WEIGHTS_PATH_NO_TOP as _IMAGENET_URL
+except ImportError:  # pragma: no cover
+    _IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
+                     + _IMAGENET_FILE)
+
+WEIGHT_MODES = ("auto", "imagenet", "random")
+
+
+class WeightsUnavailableError(RuntimeError):
+    """ImageNet weights were asked for explicitly but cannot be found or downloaded."""
+
+
+@functools.lru_cache(maxsize=64)
+def random_conv_weights(layer: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random weights for one conv layer (He-normal kernel, zero bias).
+
+    The kernel is drawn from N(0, 2 / fan_in) with fan_in = 9 * in_channels. For a
+    ReLU network this keeps the mean square activation constant from layer to layer
+    (He et al., 2015), so features neither vanish nor explode through 16 layers. Each
+    layer has its own generator seeded by (seed, layer index), so a network truncated at
+    block2 has exactly the same block1-2 weights as the full one.
+
+    Returns:
+        kernel (3, 3, c_in, c_out) float32, bias (c_out,) float32.
+    """
+    index = CONV_LAYERS.index(layer)
+    c_in = 3 if index == 0 else layer_channels(CONV_LAYERS[index - 1])
+    c_out = layer_channels(layer)
+    rng = np.random.default_rng([seed, index])
+    kernel = rng.standard_normal((3, 3, c_in, c_out), dtype=np.float32)
+    kernel *= np.float32(np.sqrt(2.0 / (9 * c_in)))
+    return kernel, np.zeros(c_out, np.float32)
+
+
+def read_h5_weights(path) -> dict[str, list[np.ndarray]]:
+    """Read conv weights by layer name from a VGG19 ``.h5`` file.
+
+    Understands the legacy Keras layout that ``keras.applications`` downloads (top-level
+    groups named after layers, each listing ``weight_names``) and the Keras 3
+    ``.weights.h5`` layout (``layers/<key>/vars/<i>``, the layer name in the attribute
+    ``name`` of ``vars``).
+
+    Returns:
+        {layer name: [kernel (3, 3, c_in, c_out), bias (c_out,)]} for the layers present.
+    """
+    out: dict[str, list[np.ndarray]] = {}
+    with h5py.File(path, "r") as f:
+        root = f["model_weights"] if "model_weights" in f else f
+        if "layers" in root and isinstance(root["layers"], h5py.Group) and "layer_names" \
+                not in root.attrs:
+            for key, group in root["layers"].items():
+                if "vars" not in group:
+                    continue
+                # Keras 3 keys groups by object path ("conv2d_3"); the layer's own name
+                # ("block2_conv2") is the "name" attribute of its "vars" group.
+                name = group["vars"].attrs.get("name", key)
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                if name in CONV_LAYERS:
+                    out[name] = [np.asarray(group["vars"][k]) for k in sorted(group["vars"],
+                                                                              key=int)]
+            return out
+        for name in CONV_LAYERS:
+            if name not in root:
+                continue
+            group = root[name]
+            names = [n.decode() if isinstance(n, bytes) else n
+                     for n in group.attrs.get("weight_names", [])]
+            if names:  # a group without weights (as for pools) does not provide the layer
+                out[name] = [np.asarray(group[n]) for n in names]
+    return out
+
+
+def write_h5_weights(model: keras.Model, path) -> Path:
+    """Write a model's conv weights in the legacy Keras layout that ``read_h5_weights`` reads.
+
+    Only the layers present in ``model`` are written, so a truncated extractor gives a
+    small file. Written to a temporary name and renamed (atomic).
+    """
+    path = Path(path)
+    conv = [layer for layer in model.layers if layer.name in CONV_LAYERS]
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["layer_names"] = np.array([layer.name.encode() for layer in conv])
+        f.attrs["backend"] = b"tensorflow"
+        for layer in conv:
+            group = f.create_group(layer.name)
+            names = [f"{layer.name}/kernel:0", f"{layer.name}/bias:0"]
+            group.attrs["weight_names"] = np.array([n.encode() for n in names])
+            for name, value in zip(names, layer.get_weights(), strict=True):
+                group.create_dataset(name, data=value)
+    return path
+
+
+def cached_imagenet_path() -> Path | None:
+    """The ImageNet notop file from ``NSTLIB_VGG19_WEIGHTS`` or the Keras cache, if present."""
+    env = os.environ.get(config.WEIGHTS_ENV_VAR)
+    if env and Path(env).is_file():
+        return Path(env)
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    cached = keras_home / "models" / _IMAGENET_FILE
+    return cached if cached.is_file() else None
+
+
+def download_imagenet_weights() -> Path:
+    """Fetch the ImageNet notop weights with Keras' own downloader and cache.
+
+    Raises:
+        WeightsUnavailableError: offline or blocked, with instructions.
+    """
+    env = os.environ.get(config.WEIGHTS_ENV_VAR)
+    if env and not Path(env).is_file():
+        raise WeightsUnavailableError(
+            f"{config.WEIGHTS_ENV_VAR}={env} does not name a file; point it at "
+            f"{_IMAGENET_FILE} or use weights='random'"
+        )
+    cached = cached_imagenet_path()
+    if cached is not None:
+        return cached
+    try:
+        # Keras reports "Downloading data from ..." on stdout; stdout belongs to results
+        # (the CLI's summary line, notebook outputs), so the progress goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            return Path(keras.utils.get_file(_IMAGENET_FILE, _IMAGENET_URL,
+                                             cache_subdir="models", file_hash=_IMAGENET_MD5))
+    except Exception as err:  # noqa: BLE001 - any download failure means "unavailable"
+        raise WeightsUnavailableError(
+            f"ImageNet VGG19 weights could not be downloaded ({type(err).__name__}). "
+            f"Copy {_IMAGENET_FILE} (from {_IMAGENET_URL}) into ~/.keras/models/, or set "
+            f"{config.WEIGHTS_ENV_VAR}=/path/to/{_IMAGENET_FILE}, or pass weights='random'"
+        ) from None
+
+
+def resolve_weights(weights, seed: int = 0) -> tuple[str, Path | None]:
+    """Decide which weights a request means.
+
+    Args:
+        weights: "auto", "imagenet", "random", or a path to a VGG19 ``.h5`` file.
+        seed: Seed for random weights.
+
+    Returns:
+        (source, path): source is "imagenet", "random" or "file"; path is the weight
+        file (None for random).
+    """
+    if isinstance(weights, str | os.PathLike) and str(weights) not in WEIGHT_MODES:
+        path = Path(weights)
+        if not path.is_file():
+            raise ValueError(
+                f"weights must be one of {', '.join(WEIGHT_MODES)} or a path to a VGG19 .h5 "
+                f"file; {str(weights)!r} is neither"
+            )
+        return "file", path
+    if weights == "random":
+        return "random", None
+    if weights == "imagenet":
+        return "imagenet", download_imagenet_weights()
+    if weights == "auto":
+        try:
+            return "imagenet", download_imagenet_weights()
+        except WeightsUnavailableError:
+            print(f"nstlib: ImageNet VGG19 weights unavailable; using RANDOM weights "
+                  f"(seed {seed}). See README 'VGG19 weights'.", file=sys.stderr)
+            return "random", None
+    raise ValueError(f"weights must be one of {', '.join(WEIGHT_MODES)} or a path, got "
+                     f"{weights!r}")

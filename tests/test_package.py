@@ -1,0 +1,51 @@
+"""The package itself: importing it has no side effects; every public name resolves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import metadata
+
+import nstlib
+
+_PROBE = """
+import json, os, sys
+before = dict(os.environ)
+import nstlib
+print(json.dumps({"tensorflow": "tensorflow" in sys.modules,
+                  "environ_changed": dict(os.environ) != before}))
+"""
+
+
+def test_import_has_no_side_effects():
+    """No TensorFlow import, no environment change, nothing on stderr (fd 2 untouched)."""
+    proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert json.loads(proc.stdout) == {"tensorflow": False, "environ_changed": False}
+    assert proc.stderr == ""
+
+
+def test_public_names_are_sorted_and_resolve():
+    assert nstlib.__all__ == sorted(nstlib.__all__)
+    for name in nstlib.__all__:
+        assert getattr(nstlib, name) is not None, name
+    assert set(nstlib.__all__) <= set(dir(nstlib))
+
+
+def test_version_comes_from_the_package_metadata():
+    assert nstlib.__version__ == metadata.version("nstlib")
+    from nstlib.reproducibility import environment_record
+
+    assert environment_record()["nstlib"] == nstlib.__version__
+
+
+def test_moved_names_are_the_objects_of_their_new_modules():
+    from nstlib import pyramids, receptive_fields, update_rules, vgg_weights, wct
+
+    assert nstlib.image_pyramid is pyramids.image_pyramid
+    assert nstlib.measure_receptive_field is receptive_fields.measure_receptive_field
+    assert nstlib.run_update_rule is update_rules.run_update_rule
+    assert nstlib.WeightsUnavailableError is vgg_weights.WeightsUnavailableError
+    assert nstlib.wct_stylize is wct.wct_stylize
+    assert nstlib.wct is wct  # the module; the transform is nstlib.wct.wct

@@ -1,0 +1,152 @@
+"""nstlib.settings and nstlib._options: coercion by type, validation, flat names."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from nstlib._options import ConfigError, coerce
+from nstlib.settings import (
+    LossConfig,
+    NetworkConfig,
+    OptimConfig,
+    StylizeConfig,
+    coarse_to_fine_schedule,
+)
+
+
+@pytest.mark.parametrize("hint, text, expected", [
+    (float, "3e-1", 0.3),
+    (float | None, "none", None),
+    (float | None, None, None),
+    (int, "10", 10),
+    (int, 12.0, 12),
+    (bool, "no", False),
+    (tuple[str, ...], "a, b", ("a", "b")),
+    (tuple[str, ...], ["a", "b"], ("a", "b")),
+    (tuple[float, ...] | None, "1,2.5", (1.0, 2.5)),
+    (int | tuple[int, ...], "7", 7),
+    (int | tuple[int, ...], "7,8", (7, 8)),
+    (int | tuple[int, ...], [7, 8], (7, 8)),
+    (float | str | None, "3e-1", 0.3),
+    (float | str | None, "ledoit-wolf", "ledoit-wolf"),
+])
+def test_coerce_by_declared_type(hint, text, expected):
+    assert coerce(hint, text, "x") == expected
+    assert type(coerce(hint, text, "x")) is type(expected)
+
+
+@pytest.mark.parametrize("hint, value, fragment", [
+    (int, "ten", "x must be a whole number, got 'ten'"),
+    (int, 2.5, "whole number"),
+    (int, True, "whole number"),
+    (float, "fast", "x must be a number"),
+    (bool, "maybe", "true or false"),
+    (str, 3, "x must be text"),
+    (float, None, "x must be set"),
+])
+def test_coerce_rejects_with_the_field_name(hint, value, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        coerce(hint, value, "x")
+
+
+def test_configs_are_frozen_and_keyword_only():
+    config = StylizeConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.size = 5
+    with pytest.raises(TypeError):
+        NetworkConfig("random")  # noqa: the point is that positional use fails
+
+
+def test_flat_names_are_unique_and_cover_every_section_field():
+    flat = StylizeConfig.flat_fields()
+    sections = {"network": NetworkConfig, "loss": LossConfig, "optim": OptimConfig}
+    own = [f.name for f in dataclasses.fields(StylizeConfig) if f.name not in sections]
+    expected = own + [f.name for cls in sections.values() for f in dataclasses.fields(cls)]
+    assert list(flat) == expected and len(set(expected)) == len(expected)
+    assert all(info.doc for info in flat.values())
+
+
+def test_from_flat_routes_names_to_their_section_and_round_trips():
+    config = StylizeConfig.from_flat(size=128, style_weight=100, optimizer="LBFGS",
+                                     pooling="avg", gram_shrinkage="0.3", steps="40")
+    assert config.size == 128 and config.loss.style_weight == 100.0
+    assert config.optim.optimizer == "lbfgs" and config.network.pooling == "avg"
+    assert config.loss.gram_shrinkage == 0.3 and config.optim.steps == 40
+    assert StylizeConfig.from_flat(**config.to_flat()) == config
+    assert config.non_default() == {"size": 128, "style_weight": 100.0, "optimizer": "lbfgs",
+                                    "pooling": "avg", "gram_shrinkage": 0.3, "steps": 40}
+
+
+def test_defaults_have_one_home():
+    """The loss defaults stylize uses are LossConfig's (α, β, γ = 1, 10, 1)."""
+    loss = StylizeConfig().loss
+    assert (loss.content_weight, loss.style_weight, loss.tv_weight) == (1.0, 10.0, 1.0)
+    assert StylizeConfig().non_default() == {}
+
+
+def test_replace_checks_like_construction():
+    config = StylizeConfig()
+    assert config.replace(tv_weight=0).loss.tv_weight == 0.0
+    assert config.replace(loss=LossConfig(style_weight=3)).loss.style_weight == 3.0
+    with pytest.raises(ConfigError, match="tv_weight must be at least 0"):
+        config.replace(tv_weight=-1)
+
+
+@pytest.mark.parametrize("flat, fragment", [
+    ({"sizee": 3}, "unknown setting 'sizee' (did you mean 'size'?)"),
+    ({"size": 0}, "size must be a positive number of pixels"),
+    ({"style_weight": float("inf")}, "style_weight must be a finite number"),
+    ({"content_weight": float("nan")}, "content_weight must be a finite number"),
+    ({"learning_rate": 0}, "learning_rate must be greater than 0"),
+    ({"learning_rate": float("inf")}, "learning_rate must be a finite number"),
+    ({"optimizer": "adamw"}, "optimizer must be one of sgd"),
+    ({"pooling": "min"}, "pooling must be one of max, avg, got 'min'"),
+    ({"init": "zeros"}, "init must be one of content, noise, style"),
+    ({"steps": "ten"}, "steps must be a whole number"),
+    ({"steps": -1}, "steps must be non-negative"),
+    ({"scales": [64, 128], "steps": [10, 20, 30]}, "3 step counts for 2 scales"),
+    ({"scales": []}, "scales must be a non-empty sequence"),
+    ({"style_layer_weights": [1, 2]}, "style_layer_weights has 2 entries for 5 style layers"),
+    ({"pyramid_levels": 2, "pyramid_level_weights": [1.0]}, "1 entries for 2 pyramid levels"),
+    ({"pyramid_levels": 0}, "pyramid_levels must be at least 1"),
+    ({"gram_shrinkage": 1.5}, "gram_shrinkage must be at most 1"),
+    ({"gram_shrinkage": "lw"}, "gram_shrinkage must be a number in [0, 1] or 'ledoit-wolf'"),
+    ({"content_layers": ["block9_conv1"]}, "unknown VGG19 content layer"),
+    ({"optimizer": "lbfgs", "schedule": "cosine"}, "needs a Keras optimizer"),
+    ({"seed": -1}, "seed must be non-negative"),
+    ({"weight_seed": -2}, "weight_seed must be non-negative"),
+])
+def test_bad_settings_fail_with_one_line_naming_the_field(flat, fragment):
+    with pytest.raises(ConfigError) as info:
+        StylizeConfig.from_flat(**flat)
+    message = str(info.value)
+    assert fragment in message and "\n" not in message
+
+
+def test_section_types_are_checked():
+    with pytest.raises(ConfigError, match="loss must be a LossConfig"):
+        StylizeConfig(loss=OptimConfig())
+
+
+def test_from_record_ignores_outcome_keys():
+    record = {**StylizeConfig.from_flat(size=96, tv_kind="squared").to_flat(),
+              "status": "completed", "wall_seconds": 3.0, "weights_source": "random"}
+    assert StylizeConfig.from_record(record).non_default() == {"size": 96, "tv_kind": "squared"}
+
+
+def test_coarse_to_fine_schedule_scales_the_style_in_proportion():
+    stages = coarse_to_fine_schedule(256, (64, 128, 256), (30, 20, 10), style_size=512)
+    assert [tuple(s) for s in stages] == [(64, 128, 30), (128, 256, 20), (256, 512, 10)]
+    assert [tuple(s) for s in coarse_to_fine_schedule(100, None, 5)] == [(100, 100, 5)]
+    assert coarse_to_fine_schedule(100, (1, 100), 1, style_size=10)[0].style_size == 1
+
+
+def test_settings_import_no_tensorflow():
+    """The CLI checks a command line with these classes before TensorFlow loads."""
+    code = ("import sys, nstlib.settings, nstlib.cli; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["False", "False"]
