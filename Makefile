@@ -31,10 +31,11 @@ nbval: install
 	NST_QUICK=1 $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env $(NOTEBOOKS)
 
 ## make notebooks: re-execute every notebook in full mode, in place (the outputs readers see),
-## then store large figures as JPEG (tools/compact_notebook_figures.py)
+## then store large figures as JPEG (tools/compact_notebook_figures.py). TF_CPP_MIN_LOG_LEVEL=3
+## keeps TensorFlow's start-up lines out of the stored outputs (importing nstlib does not set it).
 notebooks: install
 	for nb in $(NOTEBOOKS); do \
-	  NST_QUICK=0 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	  NST_QUICK=0 TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
 	done
 	$(BIN)/python tools/compact_notebook_figures.py $(NOTEBOOKS)

@@ -61,13 +61,18 @@ _EXPORTS = {
     "make_optimizer": "optimize",
     "measure_receptive_field": "receptive_fields",
     "minimize": "optimize",
+    "plot_loss_curves": "plotting",
+    "psnr": "metrics",
     "pyramid_style_loss": "losses",
     "receptive_field": "receptive_fields",
+    "relative_error": "metrics",
     "resize_max_side": "images",
     "run_update_rule": "update_rules",
     "sample_names": "images",
     "save_image": "images",
     "set_seed": "reproducibility",
+    "show_image": "plotting",
+    "show_images": "plotting",
     "shrink_gram": "statistics",
     "style_loss": "losses",
     "stylize": "transfer",
@@ -78,10 +83,10 @@ _EXPORTS = {
 }
 
 #: Submodules reachable as attributes (``nstlib.images``) without an explicit import.
-_SUBMODULES = ("ablation", "cli", "config", "features", "images", "losses", "metrics",
-               "optimize", "patterns", "pyramids", "receptive_fields", "reproducibility",
-               "settings", "statistics", "toy", "transfer", "update_rules", "vgg_layers",
-               "vgg_weights", "wct")
+_SUBMODULES = ("ablation", "cli", "config", "features", "images", "judge", "losses",
+               "metrics", "optimize", "patterns", "plotting", "pyramids", "receptive_fields",
+               "reproducibility", "settings", "statistics", "toy", "transfer", "update_rules",
+               "vgg_layers", "vgg_weights", "wct")
 
 # ``nstlib.wct`` is the module since it exists (the transform itself is ``nstlib.wct.wct``):
 # a package attribute cannot be both, and importing the submodule would rebind it anyway.

@@ -15,7 +15,8 @@ the network (NumPy and SciPy only):
 - **content**: SSIM of blurred luminance between the result and the content photo, which
   asks whether the layout survives, not whether every edge does.
 
-All filters wrap around the image border, so a circularly shifted copy of a texture has
+Texture statistics are per pixel scale: compare a result with the style image at the size
+it was transferred at. All filters wrap around the image border, so a circularly shifted copy of a texture has
 exactly the same statistics; a copy rotated by 90 degrees too (up to rounding).
 Every function takes (H, W, 3) or (1, H, W, 3) arrays in [0, 1] (NumPy or tensors).
 Notebooks 10 and 11 use it to compare recipes.
@@ -182,7 +183,9 @@ def judge(image, content, style) -> dict[str, float]:
     Args:
         image: The result, (H, W, 3) or (1, H, W, 3) in [0, 1].
         content: The content photo at the result's size.
-        style: The style image (any size).
+        style: The style image at the size it was transferred at (``style_size``):
+            texture statistics are measured per pixel scale, so a style image at another
+            resolution has other band energies.
 
     Returns:
         {"judge_style": colour + texture distance to the style (lower is better),

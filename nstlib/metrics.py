@@ -260,3 +260,59 @@ def evaluate(extractor, image, content, style) -> dict:
     out.update({f"content_distance_{layer}": value for layer, value in kept.items()})
     out.update({f"style_distance_{layer}": value for layer, value in styled.items()})
     return out
+
+
+# ============================================================================================
+# Plain comparisons of two arrays (notebook checks: derived value vs library value)
+# ============================================================================================
+
+
+def relative_error(estimate, reference) -> float:
+    """||estimate − reference||_F / ||reference||_F, in float64.
+
+    Taught in notebook 07 (how much instance normalisation changes features); notebook 02
+    scores reconstructions with it and notebook 08 compares covariances with their targets.
+
+    Args:
+        estimate: Array-like or tensor, any shape.
+        reference: The same shape; not all zeros.
+
+    Returns:
+        0 when equal; 1 when ``estimate`` is 0.
+
+    Raises:
+        ValueError: different shapes, or a zero reference.
+    """
+    estimate = np.asarray(estimate, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if estimate.shape != reference.shape:
+        raise ValueError(f"relative_error: shapes differ: {estimate.shape} vs {reference.shape}")
+    norm = np.linalg.norm(reference.ravel())
+    if norm == 0.0:
+        raise ValueError("relative_error: the reference is all zeros")
+    return float(np.linalg.norm((estimate - reference).ravel()) / norm)
+
+
+def psnr(image, reference, max_val: float = 1.0) -> float:
+    """Peak signal-to-noise ratio 10·log10(max_val² / MSE) of ``image`` against ``reference``.
+
+    Taught in notebook 02: derived inline, checked against ``tf.image.psnr``, then used
+    to score reconstructions from single VGG19 layers.
+
+    Args:
+        image: (1, H, W, C), (H, W, C) or (H, W) array-like in [0, max_val].
+        reference: The same shape.
+        max_val: Dynamic range of the values (1 for [0, 1] images).
+
+    Returns:
+        PSNR in dB (float64 arithmetic); ``inf`` for identical images.
+
+    Raises:
+        ValueError: different shapes.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if image.shape != reference.shape:
+        raise ValueError(f"psnr: shapes differ: {image.shape} vs {reference.shape}")
+    mse = float(np.mean(np.square(image - reference)))
+    return float("inf") if mse == 0.0 else float(10.0 * np.log10(max_val**2 / mse))

@@ -135,3 +135,15 @@ def test_texture_synthesis_without_content_layers():
     style = result.history["style"]
     assert np.all(result.history["content"] == 0.0)
     assert style[-1] < 0.5 * style[0]
+
+
+def test_relative_gram_distance_as_notebook_03_uses_it():
+    # Notebook 03 measures ||G(a) - G(b)|| / ||G(b)|| with metrics.relative_gram_distance(a, b).
+    from nstlib import metrics
+
+    image = np.random.default_rng(7).uniform(size=(1, 12, 16, 3)).astype(np.float32)
+    # A rotation only permutes the positions, which the Gram sums over.
+    assert metrics.relative_gram_distance(np.rot90(image, axes=(1, 2)), image) < 1e-6
+    # G(2x) = 4 G(x): ||4G - G|| / ||G|| = 3, and ||G - 4G|| / ||4G|| = 3/4.
+    assert metrics.relative_gram_distance(2 * image, image) == pytest.approx(3.0, rel=1e-5)
+    assert metrics.relative_gram_distance(image, 2 * image) == pytest.approx(0.75, rel=1e-5)
