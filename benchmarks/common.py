@@ -58,27 +58,35 @@ def parse_args(description: str, argv=None) -> argparse.Namespace:
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU model name (the library's own detection, also part of conv_impl's cache key)."""
+    from nstlib.conv_choice import cpu_model as model
+
+    return model()
+
+
+def isa_class() -> str:
+    """"amx", "avx512", "avx2" or "other" (``nstlib.conv_choice.isa_class``)."""
+    from nstlib.conv_choice import isa_class as detect
+
+    return detect()
 
 
 def cpu_flags(wanted=("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile",
                       "avx512_fp16")) -> list[str]:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return [f for f in wanted if f in flags]
-    except OSError:
-        pass
-    return []
+    """Which of the flags that matter for convolution speed the CPU reports."""
+    from nstlib.conv_choice import cpu_flags as flags
+
+    present = flags()
+    return [f for f in wanted if f in present]
+
+
+def stamp() -> dict:
+    """What every result carries: date, CPU model, instruction-set class, TF version, load."""
+    import tensorflow as tf
+
+    return {"date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "cpu_model": cpu_model(), "isa_class": isa_class(), "tensorflow": tf.__version__,
+            "load_average_1_5_15": load_average()}
 
 
 def memory_total_gib() -> float | None:
@@ -119,6 +127,7 @@ def machine_info() -> dict:
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "cpu_model": cpu_model(),
+        "isa_class": isa_class(),
         "cpu_flags": cpu_flags(),
         "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")

@@ -29,27 +29,12 @@ from __future__ import annotations
 import json
 import sys
 
-#: VGG19 conv layers (name, C_in, C_out) in network order; "pool" marks a 2x2 pooling.
-VGG19_LAYERS: tuple = (
-    ("block1_conv1", 3, 64), ("block1_conv2", 64, 64), "pool",
-    ("block2_conv1", 64, 128), ("block2_conv2", 128, 128), "pool",
-    ("block3_conv1", 128, 256), ("block3_conv2", 256, 256), ("block3_conv3", 256, 256),
-    ("block3_conv4", 256, 256), "pool",
-    ("block4_conv1", 256, 512), ("block4_conv2", 512, 512), ("block4_conv3", 512, 512),
-    ("block4_conv4", 512, 512), "pool",
-    ("block5_conv1", 512, 512), ("block5_conv2", 512, 512), ("block5_conv3", 512, 512),
-    ("block5_conv4", 512, 512),
-)
-CONV_NAMES = tuple(layer[0] for layer in VGG19_LAYERS if layer != "pool")
+from nstlib.resources import conv_flops  # noqa: F401  (re-exported for the benchmarks)
+from nstlib.resources import step_flops as _step_flops
+from nstlib.vgg_layers import CONV_LAYERS as CONV_NAMES
+from nstlib.vgg_layers import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 
-DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
-DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1",
-                        "block5_conv1")
-
-
-def conv_flops(height: int, width: int, c_in: int, c_out: int, kernel: int = 3) -> int:
-    """FLOPs of one stride-1 "same" convolution forward: 2·H·W·k²·C_in·C_out."""
-    return 2 * int(height) * int(width) * kernel * kernel * int(c_in) * int(c_out)
+# The arithmetic lives in nstlib.resources (it also predicts seconds per step before a run).
 
 
 def layer_table(height: int, width: int, last_layer: str) -> list[dict]:
@@ -61,17 +46,7 @@ def layer_table(height: int, width: int, last_layer: str) -> list[dict]:
     if last_layer not in CONV_NAMES:
         raise ValueError(f"unknown conv layer {last_layer!r}; choose one of "
                          f"{', '.join(CONV_NAMES)}")
-    h, w, rows = int(height), int(width), []
-    for layer in VGG19_LAYERS:
-        if layer == "pool":
-            h, w = h // 2, w // 2
-            continue
-        name, c_in, c_out = layer
-        rows.append({"layer": name, "height": h, "width": w, "c_in": c_in, "c_out": c_out,
-                     "forward": conv_flops(h, w, c_in, c_out)})
-        if name == last_layer:
-            return rows
-    raise AssertionError("unreachable")
+    return _step_flops(height, width, (last_layer,), ())["per_layer"]
 
 
 def deepest(layers) -> str:
@@ -81,27 +56,14 @@ def deepest(layers) -> str:
 
 def step_flops(height: int, width: int, content_layers=DEFAULT_CONTENT_LAYERS,
                style_layers=DEFAULT_STYLE_LAYERS) -> dict:
-    """Convolution FLOPs of one optimisation step (forward + input gradient).
-
-    Args:
-        height, width: Image size in pixels.
-        content_layers, style_layers: Layers the loss uses (conv layer names).
+    """Convolution FLOPs of one optimisation step (``nstlib.resources.step_flops``).
 
     Returns:
         {"deepest_layer", "conv_layers", "forward", "input_gradient", "conv_total",
         "gram", "per_layer"}: FLOPs as integers; "conv_total" = forward + input_gradient
         is the number the GFLOP/s figures of the benchmarks divide by.
     """
-    layers = tuple(content_layers) + tuple(style_layers)
-    last = deepest(layers)
-    rows = layer_table(height, width, last)
-    forward = sum(row["forward"] for row in rows)
-    by_name = {row["layer"]: row for row in rows}
-    gram = sum(4 * by_name[n]["height"] * by_name[n]["width"] * by_name[n]["c_out"] ** 2
-               for n in style_layers)
-    return {"deepest_layer": last, "conv_layers": len(rows), "forward": forward,
-            "input_gradient": forward, "conv_total": 2 * forward, "gram": gram,
-            "per_layer": rows}
+    return _step_flops(height, width, content_layers, style_layers)
 
 
 WHAT_IS_COUNTED = (

@@ -26,8 +26,8 @@ convolution FLOPs divided by that convolution's GFLOP/s, and each implementation
 efficiency is limit time / step time. nstlib runs its own losses (stylize's defaults)
 with ``content_layers=("block5_conv2",)`` (the same network depth as the tutorial) and
 the tutorial's Adam instance. nstlib's extractor uses its default ``conv_impl="auto"``
-(on a CPU-only machine: float32 forward convolutions computed as transposed
-convolutions, same numbers, see ``nstlib.features.conv2d_same_transposed``); the
+(the convolution form measured faster on this machine, ``nstlib.conv_choice``: plain
+``Conv2D`` or the transposed convolution of the flipped kernel, same numbers); the
 tutorial's model is ``keras.applications.VGG19`` with plain ``Conv2D`` layers.
 """
 
@@ -199,7 +199,7 @@ def compare_at(size: int, steps: int, warmup: int) -> dict:
 
     content, style = common.square_pair(size)
     extractor = nstlib.FeatureExtractor(TUTORIAL_CONTENT_LAYERS, TUTORIAL_STYLE_LAYERS,
-                                        weights="random")
+                                        weights="random", image_size=size)
     objective = nstlib_objective(content, style, extractor)
     reference_loss = TutorialLoss(content, style, TutorialExtractor(extractor))
     _, reference_step = tutorial_trainer(reference_loss, content)
@@ -222,6 +222,7 @@ def compare_at(size: int, steps: int, warmup: int) -> dict:
     out = {
         "image": [1, size, size, 3],
         "nstlib_conv_impl": extractor.conv_impl,
+        "nstlib_conv_impl_reason": extractor.conv_impl_reason,
         "seconds_per_step": stats,
         "ratio_nstlib_over_reference": common.ratio(stats["nstlib"]["median"],
                                                     stats["reference"]["median"]),

@@ -35,6 +35,9 @@ BENCHMARKS = {
     "gpu": "gpu",
 }
 
+#: Facts of the machine record repeated with every benchmark's result.
+STAMP = ("date_utc", "cpu_model", "isa_class", "tensorflow")
+
 
 def run_one(name: str, quick: bool) -> tuple[dict | None, str | None, float]:
     command = [sys.executable, os.path.join(common.BENCH_DIR, f"{name}.py")]
@@ -88,9 +91,10 @@ def main(argv=None) -> int:
         body = {k: v for k, v in result.items() if k not in ("machine", "weights_note")}
         key = BENCHMARKS[name]
         entry = body.get(key, body) if key in body else body
+        machine = result.get("machine", {})
         if isinstance(entry, dict):
-            entry = {"load_average_at_start": result.get("machine", {}).get(
-                "load_average_1_5_15"), **entry}
+            entry = {"load_average_at_start": machine.get("load_average_1_5_15"),
+                     "stamp": {k: machine.get(k) for k in STAMP}, **entry}
         elif entry is None:  # "gpu": null with its reason next to it
             entry = {"result": None, **{k: v for k, v in body.items() if k != key}}
         document["benchmarks"][name] = entry

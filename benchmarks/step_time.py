@@ -8,10 +8,12 @@ For each size, three step loops alternate one step at a time in one process
   astronaut / brushstrokes images; the time of step k is measured between the
   callbacks of steps k-1 and k (the compiled step plus the library's per-step
   bookkeeping);
-* ``standard_conv``: the same objective with ``FeatureExtractor(conv_impl="standard")``
-  (plain ``Conv2D`` forward; ``stylize`` uses ``conv_impl="auto"``, which on a CPU-only
-  machine computes the float32 forward convolutions as transposed convolutions, see
-  ``nstlib.features.conv2d_same_transposed``) through ``nstlib.minimize``;
+* ``standard_conv`` and ``transposed_conv``: the same objective with
+  ``FeatureExtractor(conv_impl="standard")`` (plain ``Conv2D``) and
+  ``conv_impl="transposed"`` (the forward convolutions as transposed convolutions, see
+  ``nstlib.features.conv2d_same_transposed``) through ``nstlib.minimize``; ``stylize``
+  uses ``conv_impl="auto"``, the form measured faster on this machine
+  (``nstlib.conv_choice``; which one and why is in ``conv_impl_of_stylize``);
 * ``stylize_bf16``: the same objective with ``FeatureExtractor(compute_dtype="bfloat16")``
   through ``nstlib.minimize`` (convolutions in bfloat16, Grams and losses in float32);
 * ``limit_conv``: one 3x3 convolution 256 -> 256 channels at 128 x 128 (forward,
@@ -24,6 +26,7 @@ block5_conv1 plus every conv's input gradient; no weight gradients) / median sec
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import common
@@ -35,6 +38,7 @@ REFERENCE_POINTS = {256: 0.55, 512: 2.2}
 
 
 def measure(size: int, steps: int, warmup: int, bf16: bool = True) -> dict:
+    """Alternated step times of stylize and its variants at one size (see the module)."""
     import nstlib
 
     content, style = common.square_pair(size)
@@ -44,7 +48,8 @@ def measure(size: int, steps: int, warmup: int, bf16: bool = True) -> dict:
                                              weights="random", callbacks=[cb],
                                              progress=False),
     }
-    variants = {"standard_conv": {"conv_impl": "standard"}}
+    variants = {"standard_conv": {"conv_impl": "standard"},
+                "transposed_conv": {"conv_impl": "transposed"}}
     if bf16:
         variants["stylize_bf16"] = {"compute_dtype": "bfloat16"}
     for name, options in variants.items():
@@ -54,14 +59,15 @@ def measure(size: int, steps: int, warmup: int, bf16: bool = True) -> dict:
             o, content, steps=total, callbacks=[cb], progress=False)
     conv, conv_flop = ref.limit_conv()
     participants["limit_conv"] = common.loop(conv, total)
-    raw = common.TurnTaking(participants).run()
+    taking = common.TurnTaking(participants)
+    raw = taking.run()
     stats = {name: common.summary(common.minimize_steps(raw[name], warmup)
                                   if name != "limit_conv" else raw[name][warmup:])
              for name in participants}
     step = flops.step_flops(size, size)
     conv_rate = conv_flop / stats["limit_conv"]["median"]
     limit_seconds = step["conv_total"] / conv_rate
-    out = {"image": [1, size, size, 3], "seconds_per_step": stats,
+    out = {"stamp": common.stamp(), "image": [1, size, size, 3], "seconds_per_step": stats,
            "step_conv_gflop": step["conv_total"] / 1e9, "step_gram_gflop": step["gram"] / 1e9,
            "limit_conv_gflops": conv_rate / 1e9, "limit_seconds_per_step": limit_seconds}
     for name in participants:
@@ -70,9 +76,13 @@ def measure(size: int, steps: int, warmup: int, bf16: bool = True) -> dict:
         median = stats[name]["median"]
         out[f"{name}_gflops"] = step["conv_total"] / median / 1e9
         out[f"{name}_percent_of_float32_limit"] = 100 * limit_seconds / median
-    out["conv_impl_of_stylize"] = nstlib.FeatureExtractor(weights="random").conv_impl
+    record = taking.results["stylize"].config
+    out["conv_impl_of_stylize"] = {"used": record["conv_impl_used"],
+                                   "reason": record.get("conv_impl_reason")}
     out["speedup_over_standard_conv"] = common.ratio(stats["standard_conv"]["median"],
                                                      stats["stylize"]["median"])
+    out["transposed_speedup_over_standard"] = common.ratio(
+        stats["standard_conv"]["median"], stats["transposed_conv"]["median"])
     if bf16:
         out["bf16_speedup"] = common.ratio(stats["stylize"]["median"],
                                            stats["stylize_bf16"]["median"])
@@ -82,31 +92,42 @@ def measure(size: int, steps: int, warmup: int, bf16: bool = True) -> dict:
     common.log(f"step time {size}px: stylize {stats['stylize']['median']:.3f} s "
                f"({out['stylize_gflops']:.0f} GFLOP/s, "
                f"{out['stylize_percent_of_float32_limit']:.0f}% of limit), standard conv "
-               f"{stats['standard_conv']['median']:.3f} s"
+               f"{stats['standard_conv']['median']:.3f} s, transposed conv "
+               f"{stats['transposed_conv']['median']:.3f} s"
                + (f", bf16 {stats['stylize_bf16']['median']:.3f} s" if bf16 else ""))
     return out
 
 
-def run(quick: bool = False) -> dict:
-    sizes = (64, 128) if quick else (128, 256, 512)
-    steps, warmup = (3, 1) if quick else (10, 2)
+def run(quick: bool = False, sizes=None, steps: int | None = None, bf16: bool = True) -> dict:
+    """Every size's measurement (default 128, 256, 512 px; quick: 64, 128 px, 3 steps)."""
+    sizes = sizes or ((64, 128) if quick else (128, 256, 512))
+    steps, warmup = (steps or 3, 1) if quick else (steps or 10, 2)
     return {
         "what": ("seconds per optimisation step of nstlib.stylize (defaults, random weights, "
-                 "square images), alternating with the bfloat16 extractor and the limit "
-                 "convolution; medians after warm-up"),
+                 "square images), alternating with the standard and transposed convolution "
+                 "forms, the bfloat16 extractor and the limit convolution; medians after "
+                 "warm-up"),
         "flop_counting": flops.WHAT_IS_COUNTED,
         "layers": {"content": list(flops.DEFAULT_CONTENT_LAYERS),
                    "style": list(flops.DEFAULT_STYLE_LAYERS)},
         "steps_timed": steps, "warmup_steps": warmup,
-        "sizes": {str(size): measure(size, steps, warmup) for size in sizes},
+        "sizes": {str(size): measure(size, steps, warmup, bf16) for size in sizes},
     }
 
 
 def main(argv=None) -> None:
-    args = common.parse_args(__doc__.splitlines()[0], argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes and few repeats (development smoke run)")
+    parser.add_argument("--sizes", type=lambda text: [int(v) for v in text.split(",")],
+                        help="comma-separated sizes in px (default 128,256,512)")
+    parser.add_argument("--steps", type=int, help="timed steps per method (default 10)")
+    parser.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 extractor")
+    args = parser.parse_args(argv)
     common.emit(common.rounded({"machine": common.machine_info(),
                                 "weights_note": common.NOTE_RANDOM_WEIGHTS,
-                                "step_time": run(args.quick)}))
+                                "step_time": run(args.quick, args.sizes, args.steps,
+                                                 not args.no_bf16)}))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ _EXPORTS = {
     "Features": "features",
     "History": "optimize",
     "ImageError": "images",
+    "InsufficientMemoryError": "resources",
     "LAYER_NAMES": "vgg_layers",
     "LossConfig": "settings",
     "NetworkConfig": "settings",
@@ -38,11 +39,13 @@ _EXPORTS = {
     "StylizeResult": "transfer",
     "UPDATE_RULES": "update_rules",
     "WCTStylizeResult": "wct",
+    "WeightsFileError": "vgg_weights",
     "WeightsUnavailableError": "vgg_weights",
     "adain": "statistics",
     "batch_norm": "statistics",
     "channel_mean_std": "statistics",
     "color": "wct",
+    "combine_luminance": "colors",
     "content_loss": "losses",
     "covariance_spectrum": "wct",
     "energy_kept": "wct",
@@ -50,6 +53,7 @@ _EXPORTS = {
     "feature_inversion_loss": "wct",
     "gaussian_kernel": "pyramids",
     "gram_matrix": "statistics",
+    "guided_gram": "statistics",
     "image_pyramid": "pyramids",
     "instance_norm": "statistics",
     "invert_features": "wct",
@@ -57,11 +61,15 @@ _EXPORTS = {
     "layer_style_loss": "losses",
     "ledoit_wolf_shrinkage": "statistics",
     "load_image": "images",
+    "load_mask": "images",
     "load_sample": "images",
     "make_optimizer": "optimize",
+    "match_color_statistics": "colors",
     "measure_receptive_field": "receptive_fields",
     "minimize": "optimize",
     "plot_loss_curves": "plotting",
+    "predict_peak_bytes": "resources",
+    "predict_step_seconds": "resources",
     "psnr": "metrics",
     "pyramid_style_loss": "losses",
     "receptive_field": "receptive_fields",
@@ -83,10 +91,11 @@ _EXPORTS = {
 }
 
 #: Submodules reachable as attributes (``nstlib.images``) without an explicit import.
-_SUBMODULES = ("ablation", "cli", "config", "features", "images", "judge", "losses",
-               "metrics", "optimize", "patterns", "plotting", "pyramids", "receptive_fields",
-               "reproducibility", "settings", "statistics", "toy", "transfer", "update_rules",
-               "vgg_layers", "vgg_weights", "wct")
+_SUBMODULES = ("ablation", "cli", "colors", "config", "features", "images", "losses", "metrics",
+               "optimize", "patterns", "plotting", "pyramids", "receptive_fields",
+               "conv_choice", "reproducibility", "resources",
+               "settings", "statistics", "toy", "transfer", "update_rules", "vgg_layers",
+               "vgg_weights", "wct")
 
 # ``nstlib.wct`` is the module since it exists (the transform itself is ``nstlib.wct.wct``):
 # a package attribute cannot be both, and importing the submodule would rebind it anyway.

@@ -2,21 +2,74 @@
 
 Bad input never produces a traceback: every error a user can cause is reported as one
 line on stderr with a non-zero exit code (2 for bad input, 1 for a failed run, 130 for
-Ctrl-C), and nothing that existed before is overwritten.
+Ctrl-C, 143 for SIGTERM), and nothing that existed before is overwritten. ``nst stylize``
+and ``nst demo`` treat SIGTERM (``timeout``, a job scheduler, a kernel stop) like Ctrl-C:
+the current image and its record are written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+#: 128 + 15, what a shell reports for a process ended by SIGTERM.
+EXIT_TERMINATED = 128 + int(signal.SIGTERM)
+#: Commands during which SIGTERM takes Ctrl-C's path (``Terminated``).
+SIGTERM_AS_CTRL_C = {"stylize", "demo"}
 
 
 class CliError(Exception):
     """A user error reported as one line (exit code 2)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C (so ``minimize`` keeps the image)."""
+
+
+class _SigtermState:
+    """Whether SIGTERM arrived, and whether raising it is held back (while saving)."""
+
+    received = False
+    deferred = False
+
+
+def _on_sigterm(signum, frame) -> None:
+    if _SigtermState.received or _SigtermState.deferred:  # one is enough; let saving finish
+        _SigtermState.received = True
+        return
+    _SigtermState.received = True
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c(enabled: bool = True):
+    """Turn SIGTERM into ``Terminated`` for the block (main thread only), then restore."""
+    _SigtermState.received = _SigtermState.deferred = False
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _sigterm_deferred():
+    """Hold SIGTERM back while results are written (``_SigtermState.received`` tells)."""
+    _SigtermState.deferred = True
+    try:
+        yield
+    finally:
+        _SigtermState.deferred = False
 
 
 def _import_tensorflow_quietly() -> None:
@@ -141,12 +194,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nst", description="Neural style transfer by optimisation (nstlib).")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    stylize = commands.add_parser("stylize", help="stylize CONTENT with STYLE")
-    stylize.add_argument("content", help="content image path or bundled sample name")
-    stylize.add_argument("style", help="style image path or bundled sample name")
-    stylize.add_argument("-o", "--output", required=True, help="output image (.png or .jpg)")
+    stylize = commands.add_parser(
+        "stylize", help="stylize CONTENT with STYLE (or many contents)",
+        description="nst stylize CONTENT STYLE -o OUT.png stylizes one image. For many, "
+                    "give several content files or folders and the style last, or the "
+                    "styles with --style (then every IMAGE is a content); -o is then a "
+                    "folder that gets NAME.png and NAME.json per content. One progress bar "
+                    "covers the batch; a failing input is reported in one line and the "
+                    "others finish (exit code 1 if any failed).")
+    stylize.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="content images or folders of them, then the style image "
+                              "(paths or bundled sample names); with --style all are contents")
+    stylize.add_argument("--style", dest="styles", action="append", default=None,
+                         metavar="STYLE", help="style image; repeat for several styles "
+                                               "(weights: --style-blend)")
+    stylize.add_argument("--style-mask", dest="style_masks", action="append", default=None,
+                         metavar="MASK", help="mask image per style, in the styles' order "
+                                              "(repeat): white where that style applies, black "
+                                              "where not; the content's or the result's size")
+    stylize.add_argument("-o", "--output", required=True,
+                         help="output image (.png or .jpg); with several contents a folder")
     stylize.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
                          help="also write OUT.stepNNNN.png every N steps")
+    stylize.add_argument("--dry-run", action="store_true",
+                         help="print the predicted peak memory and seconds per step, then "
+                              "exit (exit 2 if it would not fit); loads no TensorFlow")
     add_run_options(stylize)
     stylize.set_defaults(handler=cmd_stylize)
 
@@ -182,22 +254,94 @@ def build_parser() -> argparse.ArgumentParser:
 DEMO_PAIRS = (("chelsea", "brushstrokes"), ("astronaut", "mosaic"))
 
 
-def run_one(args, config, content: str, style: str, output: Path,
-            save_every: int | None = None) -> int:
-    """Stylize one pair and write the image plus its JSON record; returns the exit code."""
+def check_output_location(output: Path) -> None:
+    """Refuse, before any work, an output that could not be written (one line naming it).
+
+    The image and its ``.json`` record must not be folders, the image must end in .png or
+    .jpg, and the nearest existing folder on the way must be a folder (not a file) in which
+    a file can be created. That is probed with a real temporary file, so permissions,
+    read-only mounts and ACLs count exactly as they will when the result is written.
+    Needs no TensorFlow: ``cmd_stylize`` and ``cmd_demo`` call it first.
+
+    Raises:
+        CliError: with the output path (never the hidden temporary file's name).
+    """
+    for target in (output, output.with_suffix(".json")):
+        if target.is_dir():
+            raise CliError(f"output {target} is a folder; name a file, e.g. "
+                           f"{target / 'result.png'}")
+        if target == output and output.suffix.lower() not in {".png", ".jpg", ".jpeg"}:
+            raise CliError(f"output must end in .png or .jpg, got {output.name!r}")
+    folder = output.parent
+    try:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent  # the folders still missing are created when writing
+        if not folder.is_dir():
+            raise CliError(f"cannot write {output}: {folder} is a file, not a folder")
+        fd, probe = tempfile.mkstemp(prefix=".nst-write-check-", dir=folder)
+    except OSError as err:
+        raise CliError(f"cannot write {output}: folder {folder} is not writable "
+                       f"({err.strerror or err})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_image_sizes(config, content_shape, style_shape) -> None:
+    """Refuse a size at which an image is too small for the deepest layer (one line).
+
+    Each 2x2 max pool halves a side (rounding down), so a layer after p pools needs a
+    shorter side of at least 2^p pixels (16 for block5_conv1); smaller images would fail
+    inside TensorFlow. Checks every scale, with the sizes ``stylize`` resizes to.
+
+    Args:
+        config: The run's ``StylizeConfig``.
+        content_shape, style_shape: (1, H, W, 3) of the loaded images.
+    """
+    from nstlib.vgg_layers import LAYER_NAMES, deepest_layer
+
+    layer = deepest_layer(config.loss.content_layers + config.loss.style_layers)
+    pools = sum(name.endswith("_pool") for name in LAYER_NAMES[:LAYER_NAMES.index(layer)])
+    for stage in config.stages():
+        for what, shape, side in (("content", content_shape, stage.size),
+                                  ("style", style_shape, stage.style_size)):
+            height, width = int(shape[1]), int(shape[2])
+            scale = side / max(height, width)
+            hw = (max(1, round(height * scale)), max(1, round(width * scale)))
+            if min(hw) < 2 ** pools:
+                raise CliError(f"size {stage.size} is too small: the {what} image would be "
+                               f"{hw[0]}x{hw[1]} px and {layer} needs a shorter side of at "
+                               f"least {2 ** pools} px")
+
+
+def run_one(args, config, content: str, style: str | list[str], output: Path,
+            save_every: int | None = None, *, style_masks: list[str] | None = None,
+            callbacks=(), progress: bool | None = None, echo=print) -> int:
+    """Stylize one content and write the image plus its JSON record; returns the exit code.
+
+    ``style`` is one style image or a list of them (with ``style_masks``, one mask each);
+    ``callbacks`` run after the CLI's own, ``progress`` (default: unless --no-progress) is
+    stylize's bar, and ``echo`` prints the summary line (``tqdm.write`` under a batch bar).
+    """
     from nstlib import images
     from nstlib.optimize import NonFiniteLossError
-    from nstlib.transfer import StylizeResult, stylize, write_json
+    from nstlib.transfer import stylize
 
-    inputs = [p for p in (content, style) if Path(p).exists()]
-    for source in inputs:  # fail before any work, and never touch an input
-        if output.exists() and output.resolve() == Path(source).resolve():
-            raise CliError(f"refusing to overwrite the input image {source}")
-    if output.suffix.lower() not in {".png", ".jpg", ".jpeg"}:
-        raise CliError(f"output must end in .png or .jpg, got {output.name!r}")
+    # Fail before any work, and never touch an input (sample names protect data/ files).
+    check_output_location(output)
+    styles = style if isinstance(style, list) else [style]
+    inputs = [content, *styles, *(style_masks or ())]
+    for target in (output, output.with_suffix(".json")):
+        images.check_not_an_input(target, inputs)
     max_pixels = args.max_pixels or images.MAX_PIXELS
     content_image = images.load_image(content, max_pixels=max_pixels)
-    style_image = images.load_image(style, max_pixels=max_pixels)
+    style_images = [images.load_image(s, max_pixels=max_pixels) for s in styles]
+    for style_image in style_images:
+        check_image_sizes(config, content_image.shape, style_image.shape)
+    for mask in style_masks or ():  # readable and within --max-pixels; stylize checks sizes
+        images.load_mask(mask, max_pixels=max_pixels)
+    replaced = [str(p) for p in (output, output.with_suffix(".json")) if p.exists()]
+    if replaced:
+        print(f"nst: replacing the existing {' and '.join(replaced)}", file=sys.stderr)
 
     def save_intermediate(step, image, losses):
         if save_every and step > 0 and step % save_every == 0:
@@ -205,25 +349,47 @@ def run_one(args, config, content: str, style: str, output: Path,
                               inputs=inputs)
 
     try:
-        result = stylize(content_image, style_image, config, callbacks=(save_intermediate,),
-                         progress=not args.no_progress)
+        result = stylize(content_image, style_images if isinstance(style, list) else
+                         style_images[0], config, style_masks=style_masks,
+                         callbacks=(save_intermediate, *callbacks),
+                         progress=not args.no_progress if progress is None else progress)
     except NonFiniteLossError as err:
-        if err.image is not None:
-            images.save_image(err.image, output, inputs=inputs)
-            write_json({"status": "failed", "error": str(err),
-                        "history": err.history.to_dict()}, output.with_suffix(".json"))
-            print(f"nst: error: {err}; the last finite image is in {output}", file=sys.stderr)
-        else:
-            print(f"nst: error: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        with _sigterm_deferred():
+            return _save_failed_run(err, config, content, style, output, inputs)
     # The CLI loaded the images itself (to check them first); record where they came from.
     result.config.update(content=content, style=style)
-    image_path, record_path = StylizeResult.save(result, output, inputs=inputs)
-    print(summary_line(result, image_path, record_path))
+    with _sigterm_deferred():
+        try:
+            image_path, record_path = result.save(output, inputs=inputs)
+        except OSError as err:
+            print(f"nst: error: could not write {output} ({err.strerror or err})",
+                  file=sys.stderr)
+            return EXIT_FAILED
+    echo(summary_line(result, image_path, record_path))
+    if _SigtermState.received:
+        print(f"nst: terminated (SIGTERM); the current image was written to {output}",
+              file=sys.stderr)
+        return EXIT_TERMINATED
     if result.config["status"] == "interrupted":
-        print("nst: interrupted; the current image was written", file=sys.stderr)
+        print(f"nst: interrupted; the current image was written to {output}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _save_failed_run(err, config, content: str, style: str, output: Path, inputs) -> int:
+    """The last finite image and a record with the run's settings; returns EXIT_FAILED."""
+    from nstlib import images
+    from nstlib.transfer import write_json
+
+    if err.image is None:
+        print(f"nst: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    images.save_image(err.image, output, inputs=inputs)
+    write_json({"content": content, "style": style, **config.to_flat(), "status": "failed",
+                "error": str(err), "history": err.history.to_dict()},
+               output.with_suffix(".json"))
+    print(f"nst: error: {err}; the last finite image is in {output}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def summary_line(result, image_path: Path, record_path: Path) -> str:
@@ -235,18 +401,179 @@ def summary_line(result, image_path: Path, record_path: Path) -> str:
             f"{result.config['wall_seconds']:.1f} s")
 
 
+#: Files a content folder contributes to ``nst stylize`` (suffixes, any case).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+
+
+def stylize_inputs(args) -> tuple[list[str], list[str], bool]:
+    """(contents, styles, batch) of a ``nst stylize`` command line (folders expanded).
+
+    Without --style the last positional is the style (``nst stylize CONTENT STYLE``); with
+    it every positional is a content. ``batch`` is True for several contents or a folder.
+    """
+    if args.styles:
+        named, styles = list(args.images), list(args.styles)
+    elif len(args.images) < 2:
+        raise CliError("give a content and a style image: nst stylize CONTENT STYLE -o "
+                       "OUT.png, or nst stylize CONTENT... --style STYLE -o OUT")
+    else:
+        named, styles = list(args.images[:-1]), [args.images[-1]]
+    contents, folders = [], [Path(c) for c in named if _is_dir(c)]
+    for item in named:
+        if Path(item) in folders:
+            found = sorted(str(p) for p in Path(item).iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise CliError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the directory "
+                               f"{item}")
+            contents += found
+        else:
+            contents.append(item)
+    batch = len(contents) > 1 or bool(folders)
+    if batch and Path(args.output).suffix.lower() in IMAGE_SUFFIXES:
+        what = f"{folders[0]} is a directory" if folders else f"{len(contents)} content images"
+        raise CliError(f"{what}, so -o must be a folder for the results, got {args.output}")
+    if args.style_masks and len(args.style_masks) != len(styles):
+        raise CliError(f"{len(args.style_masks)} --style-mask for {len(styles)} style "
+                       f"image(s); give one mask per style, in the same order")
+    return contents, styles, batch
+
+
+def _is_dir(path: str) -> bool:
+    """Whether ``path`` is a folder (False where it cannot be examined: loading says why)."""
+    try:
+        return Path(path).is_dir()
+    except OSError:
+        return False
+
+
+def batch_outputs(contents: list[str], out_dir: Path, inputs: list[str]) -> list[Path]:
+    """``OUT/<content name>.png`` per content; refuses clashes and inputs (one line)."""
+    from nstlib import images
+
+    outputs, seen = [], {}
+    for content in contents:
+        output = out_dir / f"{Path(content).stem}.png"
+        if output in seen:
+            raise CliError(f"{seen[output]} and {content} would both be written to {output}; "
+                           f"rename one")
+        seen[output] = content
+        for target in (output, output.with_suffix(".json")):
+            images.check_not_an_input(target, inputs)
+        check_output_location(output)
+        outputs.append(output)
+    return outputs
+
+
+def run_batch(args, config, contents: list[str], style, outputs: list[Path]) -> int:
+    """Stylize every content with one progress bar; failures are reported, others finish."""
+    from tqdm import tqdm
+
+    per_run = sum(stage.steps for stage in config.stages())
+    bar = tqdm(total=per_run * len(contents), unit="step", disable=args.no_progress,
+               leave=False)
+
+    def advance(step, image, losses):
+        if step > 0:
+            bar.update(1)
+
+    failed = 0
+    try:
+        for number, (content, output) in enumerate(zip(contents, outputs, strict=True), 1):
+            bar.set_description(f"stylize {number}/{len(contents)} {Path(content).name}")
+            try:
+                code = run_one(args, config, content, style, output, args.save_every,
+                               style_masks=args.style_masks, callbacks=(advance,),
+                               progress=False, echo=tqdm.write)
+            except (CliError, ValueError, OSError) as err:
+                message = str(err.strerror if isinstance(err, OSError) and err.strerror
+                              else err)
+                where = "" if content in message else f"{content}: "
+                tqdm.write(f"nst: error: {where}{message}", file=sys.stderr)
+                code = EXIT_FAILED
+            bar.update(per_run * number - bar.n)  # also when L-BFGS stopped early
+            if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+                return code
+            failed += code != 0
+    finally:
+        bar.close()
+    print(f"nst: {len(contents) - failed} of {len(contents)} images stylized into {args.output}")
+    if failed:
+        print(f"nst: error: {failed} of {len(contents)} inputs failed (see above)",
+              file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _input_sizes(contents, styles):
+    """(content, its (h, w), the styles' (h, w)s) per content whose sizes the headers give
+    (no TensorFlow, no decoding); the others are checked by ``stylize`` once loaded."""
+    from nstlib.resources import image_hw
+
+    style_hws = [image_hw(s) for s in styles]
+    if None in style_hws:
+        return []
+    return [(c, hw, style_hws) for c in contents if (hw := image_hw(c)) is not None]
+
+
+def check_memory(config, contents, styles) -> None:
+    """Refuse (one line) a run whose predicted peak memory exceeds the available memory."""
+    from nstlib import resources
+
+    for _, content_hw, style_hws in _input_sizes(contents, styles):
+        try:
+            resources.check_fits(config, content_hw, style_hws, flag="--size")
+        except resources.InsufficientMemoryError as err:
+            raise CliError(str(err)) from None
+
+
+def dry_run(config, contents, styles) -> int:
+    """``nst stylize --dry-run``: the predictions per content image; 2 if one cannot fit."""
+    from nstlib import resources
+
+    sizes = _input_sizes(contents, styles)
+    if len(sizes) < len(contents):
+        raise CliError("--dry-run needs image files or sample names whose size can be read")
+    available = resources.available_bytes()
+    for content, content_hw, style_hws in sizes:
+        if len(sizes) > 1:
+            print(f"{content}:")
+        print("\n".join(resources.describe(config, content_hw, style_hws, available)))
+    check_memory(config, contents, styles)
+    return 0
+
+
 def cmd_stylize(args) -> int:
     config = settings_from(args)
-    _import_tensorflow_quietly()
-    return run_one(args, config, args.content, args.style, Path(args.output), args.save_every)
+    contents, styles, batch = stylize_inputs(args)
+    blend = config.loss.style_blend
+    if blend is not None and len(blend) != len(styles):
+        raise CliError(f"--style-blend has {len(blend)} weights for {len(styles)} style "
+                       f"image(s)")
+    if args.dry_run:
+        return dry_run(config, contents, styles)
+    check_memory(config, contents, styles)
+    style = styles if len(styles) > 1 else styles[0]
+    if not batch:
+        check_output_location(Path(args.output))
+        _import_tensorflow_quietly()
+        return run_one(args, config, contents[0], style, Path(args.output), args.save_every,
+                       style_masks=args.style_masks)
+    _import_tensorflow_quietly()  # before nstlib.images, which imports TensorFlow
+    outputs = batch_outputs(contents, Path(args.output),
+                            [*contents, *styles, *(args.style_masks or ())])
+    return run_batch(args, config, contents, style, outputs)
 
 
 def cmd_demo(args) -> int:
     from nstlib.config import QUICK
 
     config = settings_from(args, size=64 if QUICK else 256, steps=20 if QUICK else 200)
-    _import_tensorflow_quietly()
     out_dir = Path(args.output_dir)
+    for content, style in DEMO_PAIRS:
+        check_output_location(out_dir / f"{content}_{style}.png")
+        check_memory(config, [content], [style])
+    _import_tensorflow_quietly()
     for content, style in DEMO_PAIRS:
         code = run_one(args, config, content, style, out_dir / f"{content}_{style}.png")
         if code:
@@ -255,7 +582,16 @@ def cmd_demo(args) -> int:
 
 
 def cmd_ablate(args) -> int:
-    _import_tensorflow_quietly()
+    """``nst ablate``: run a grid; exit 0 when no run failed (runs left to another runner on
+    the same folder do not count as failed), 1 when some failed, 2 for a bad grid or option
+    (nothing written), 130 for Ctrl-C and 143 for SIGTERM (finished runs kept: re-running
+    completes the rest).
+
+    The grid is validated before anything else; this process never imports TensorFlow
+    (the workers do), so a bad grid fails at once.
+    """
+    import signal
+
     from nstlib import ablation
 
     external = args.scheduler not in (None, "local-cluster")
@@ -263,11 +599,21 @@ def cmd_ablate(args) -> int:
         raise CliError("--workers applies to local processes and 'local-cluster'; an "
                        "existing Dask cluster has its own workers")
     grid = ablation.load_grid(args.grid)  # a bad grid fails here: one line, exit 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # inherited by the workers
     try:
         result = ablation.run_grid(grid, args.output_dir, workers=args.workers,
                                    scheduler=args.scheduler, progress=not args.no_progress)
     except ImportError as err:
         raise CliError(str(err)) from None
+    except ablation.GridInterrupted as stop:
+        rows = stop.result.rows if stop.result is not None else []
+        complete = sum(row["status"] == ablation.COMPLETED for row in rows)
+        finished = len(stop.result.executed) if stop.result is not None else 0
+        how = "interrupted" if stop.signum == signal.SIGINT else "stopped by SIGTERM"
+        print(f"nst: {how}: {finished} run(s) finished before it, {complete} of {len(rows)} "
+              f"complete in {args.output_dir}; re-run the same command to complete the rest",
+              file=sys.stderr)
+        return 128 + int(stop.signum)
     print(ablation.summary_line(result))
     if result.failed:
         print(f"nst: error: {len(result.failed)} of {len(result.rows)} runs failed (errors in "
@@ -277,14 +623,27 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_report(args) -> int:
+    """``nst report``: figures and results.md of a results folder; prints the paths written.
+
+    Exit 0 when the report has figures (some runs completed; failed ones are listed with
+    their errors). Exit 1 when no run has completed: results.md is still written, with
+    the table of failed and not-run runs and each error, and one line on stderr says so.
+    Exit 2 when the folder is not a results folder.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
-    _import_tensorflow_quietly()
     from nstlib import ablation
 
-    for path in ablation.write_report(args.results_dir).values():
+    paths = ablation.write_report(args.results_dir)
+    for path in paths.values():
         print(path)
+    if "images" not in paths:
+        statuses = [row["status"] for row in ablation.load_results(args.results_dir).rows]
+        print(f"nst: error: no completed runs in {args.results_dir} ("
+              f"{statuses.count(ablation.FAILED)} failed, {statuses.count(ablation.PENDING)} "
+              f"not run); {paths['markdown']} lists them with their errors", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
@@ -295,8 +654,12 @@ def main(argv=None) -> int:
     """Entry point of the ``nst`` console script."""
     try:
         args = build_parser().parse_args(argv)  # no TensorFlow yet: usage errors are quick
-        return args.handler(args)
-    except KeyboardInterrupt:  # also while TensorFlow is still being imported
+        with _sigterm_as_ctrl_c(args.command in SIGTERM_AS_CTRL_C):
+            return args.handler(args)
+    except KeyboardInterrupt as err:  # also while TensorFlow is still being imported
+        if isinstance(err, Terminated):
+            print("nst: terminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
         print("nst: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (CliError, ValueError) as err:

@@ -7,11 +7,30 @@ notebook, a test and the CLI agree on what "quick" means.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-#: True when ``NST_QUICK`` is set to a truthy value ("1", "true", "yes"). Notebooks use it
-#: in their first code cell (``SIZE = 64 if QUICK else 256``); CI runs with it on.
-QUICK: bool = os.environ.get("NST_QUICK", "").strip().lower() in {"1", "true", "yes", "on"}
+_QUICK_ON, _QUICK_OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def _read_quick(value: str) -> bool:
+    """``NST_QUICK`` as a yes/no switch; anything else is off, said in one stderr line.
+
+    A warning rather than an error: a notebook must still run (in full mode), and the
+    ``nst`` command shows the same line before its own output.
+    """
+    word = value.strip().lower()
+    if word in _QUICK_ON:
+        return True
+    if word not in _QUICK_OFF:
+        print(f"nstlib: NST_QUICK={value!r} is not understood (use 1/true/yes/on or "
+              f"0/false/no/off); quick mode is OFF", file=sys.stderr)
+    return False
+
+
+#: True when ``NST_QUICK`` is set to a truthy value ("1", "true", "yes", "on"). Notebooks
+#: use it in their first code cell (``SIZE = 64 if QUICK else 256``); CI runs with it on.
+QUICK: bool = _read_quick(os.environ.get("NST_QUICK", ""))
 
 #: Root of the source checkout (the folder that holds ``nstlib/`` and ``data/``).
 REPO_ROOT: Path = Path(__file__).resolve().parent.parent

@@ -15,9 +15,10 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from nstlib import conv_choice
 from nstlib._checks import check_choice
 from nstlib.images import vgg_preprocess
-from nstlib.settings import COMPUTE_DTYPES, CONV_IMPLS
+from nstlib.settings import COMPUTE_DTYPES
 from nstlib.vgg_layers import (  # noqa: F401  (the layer table, re-exported)
     CONV_LAYERS,
     DEFAULT_CONTENT_LAYERS,
@@ -93,19 +94,41 @@ class TransposedConv2D(keras.layers.Conv2D):
         return conv2d_same_transposed(inputs, tf.convert_to_tensor(kernel))
 
 
-def resolve_conv_impl(conv_impl: str, compute_dtype: str = "float32") -> str:
-    """"auto" -> "transposed" for float32 on a machine without a visible GPU, else "standard".
+def resolve_conv_impl(conv_impl: str, compute_dtype: str = "float32",
+                      last_layer: str = "block5_conv1", image_size: int | None = None) -> str:
+    """"standard" or "transposed": ``conv_impl`` itself, or for "auto" the measured choice.
 
-    The transposed form is faster with oneDNN's float32 CPU kernels only (it also flips
-    every kernel at each call, ~40 MB of copying per step up to block5_conv1); bfloat16
-    (AMX) convolutions are fastest as plain ``Conv2D`` and GPUs (cuDNN) have no reason
-    to gain (benchmarks/step_time.py, benchmarks/gpu.py).
+    "auto" is "standard" on a GPU, ``$NSTLIB_CONV_IMPL`` where set, else whichever form
+    ran the forward pass to ``last_layer`` faster on this CPU at about ``image_size`` px,
+    timed once and cached per machine (``nstlib.conv_choice``; the transposed form won
+    on an AMX Xeon, lost on an AVX2 EPYC). ``conv_impl_choice`` also gives the reason.
     """
-    check_choice(conv_impl, CONV_IMPLS, "conv_impl")
-    if conv_impl != "auto":
-        return conv_impl
-    on_cpu = not tf.config.list_physical_devices("GPU")
-    return "transposed" if compute_dtype == "float32" and on_cpu else "standard"
+    return conv_impl_choice(conv_impl, compute_dtype, last_layer, image_size).impl
+
+
+def conv_impl_choice(conv_impl: str, compute_dtype: str = "float32",
+                     last_layer: str = "block5_conv1",
+                     image_size: int | None = None) -> conv_choice.ConvChoice:
+    """``resolve_conv_impl`` with its one-line reason: ``ConvChoice(impl, reason)``."""
+    return conv_choice.choose(conv_impl, compute_dtype, last_layer, image_size,
+                              _forward_passes)
+
+
+def _forward_passes(last_layer: str, size: int, compute_dtype: str) -> dict:
+    """{form: one forward pass to ``last_layer`` of a (1, size, size, 3) input}, for timing.
+
+    The input is a fixed stateless draw and the weights Keras' default initialisation:
+    speed does not depend on their values, and no seeded random stream is consumed.
+    """
+    dtype = None if compute_dtype == "float32" else "mixed_bfloat16"
+    image = tf.random.stateless_uniform((1, size, size, 3), seed=[0, 0], minval=-120.0,
+                                        maxval=130.0)  # about the range of vgg_preprocess
+    passes = {}
+    for form in conv_choice.FORMS:
+        model = build_vgg19(last_layer, dtype=dtype, conv_impl=form)
+        forward = tf.function(lambda m=model: m(image)[last_layer])
+        passes[form] = lambda f=forward: f().numpy()
+    return passes
 
 
 def build_vgg19(last_layer: str = "block5_pool", pooling: str = "max",
@@ -119,8 +142,8 @@ def build_vgg19(last_layer: str = "block5_pool", pooling: str = "max",
         dtype: Keras dtype policy of every layer (None: the global policy, float32 by
             default; "mixed_bfloat16": float32 weights, bfloat16 computation and outputs).
         conv_impl: "standard" (``keras.layers.Conv2D``) or "transposed"
-            (``TransposedConv2D``: same results, faster forward pass on oneDNN CPUs);
-            "auto" picks with ``resolve_conv_impl``.
+            (``TransposedConv2D``: same results, faster forward pass on some oneDNN
+            CPUs); "auto" picks with ``resolve_conv_impl`` (at its default size).
 
     Returns:
         A Keras model from (B, H, W, 3) preprocessed BGR input to a dict of every
@@ -131,7 +154,8 @@ def build_vgg19(last_layer: str = "block5_pool", pooling: str = "max",
     validate_layers(last_layer)
     pool_cls = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
     conv_cls = {"standard": keras.layers.Conv2D, "transposed": TransposedConv2D}[
-        resolve_conv_impl(conv_impl, "bfloat16" if dtype and "bfloat16" in dtype else "float32")]
+        resolve_conv_impl(conv_impl, "bfloat16" if dtype and "bfloat16" in dtype else "float32",
+                          last_layer)]
     inputs = keras.Input(shape=(None, None, 3), name="input")
     x, outputs = inputs, {}
     for name in LAYER_NAMES[: LAYER_NAMES.index(last_layer) + 1]:
@@ -169,11 +193,15 @@ class FeatureExtractor:
             near the content image): there it slows convergence. See
             benchmarks/precision.py and benchmarks/time_to_image.py.
         conv_impl: "auto" (default), "standard" or "transposed": how the convolutions
-            are computed (same numbers, see ``conv2d_same_transposed``). "auto" uses the
-            transposed form for float32 on machines without a visible GPU, where it
-            made steps faster in benchmarks/step_time.py, else plain ``Conv2D``.
+            are computed (same numbers, see ``conv2d_same_transposed``). "auto" takes
+            the form that ran this network faster on this CPU, timed once at about
+            ``image_size`` and cached (``resolve_conv_impl``); plain ``Conv2D`` on a GPU.
+        image_size: The longer side (px) of the images this extractor will mostly see,
+            for the "auto" measurement (None: 256).
 
     Attributes:
+        conv_impl: "standard" or "transposed", the form used.
+        conv_impl_reason: Why (e.g. "measured: standard 41.2 ms, transposed 52.0 ms ...").
         weights_source: "imagenet", "random" or "file", what was actually loaded.
         weights_path: The weight file used (None for random).
         model: The Keras model (preprocessed input -> dict of layer outputs).
@@ -184,10 +212,10 @@ class FeatureExtractor:
 
     def __init__(self, content_layers=DEFAULT_CONTENT_LAYERS, style_layers=DEFAULT_STYLE_LAYERS,
                  weights="auto", pooling: str = "max", seed: int = 0,
-                 compute_dtype: str = "float32", conv_impl: str = "auto"):
+                 compute_dtype: str = "float32", conv_impl: str = "auto",
+                 image_size: int | None = None):
         check_choice(compute_dtype, COMPUTE_DTYPES, "compute_dtype")
         self.compute_dtype = compute_dtype
-        self.conv_impl = resolve_conv_impl(conv_impl, compute_dtype)
         self.content_layers = validate_layers(content_layers, "content layer")
         self.style_layers = validate_layers(style_layers, "style layer")
         if not self.content_layers and not self.style_layers:
@@ -197,6 +225,8 @@ class FeatureExtractor:
         requested = self.content_layers + self.style_layers
         self.layers = tuple(n for n in LAYER_NAMES if n in requested)
         self.last_layer = self.layers[-1]
+        self.conv_impl, self.conv_impl_reason = conv_impl_choice(
+            conv_impl, compute_dtype, self.last_layer, image_size)
         self.model = build_vgg19(self.last_layer, pooling,
                                  None if compute_dtype == "float32" else "mixed_bfloat16",
                                  self.conv_impl)

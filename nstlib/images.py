@@ -6,7 +6,9 @@ RGB. Conversions to and from that form happen here and only here.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -70,33 +72,107 @@ def load_image(source, max_size: int | None = None, max_pixels: int = MAX_PIXELS
     return image
 
 
+def load_mask(source, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
+    """Load a mask: white (1) where something applies, black (0) where not, grey between.
+
+    Args:
+        source: Anything ``load_image`` reads: an image file (grey or colour; the mean of
+            R, G, B is used, transparency counts as white), a ``PIL.Image``, or an array of
+            shape (H, W) or (H, W, 1|3|4) (bool, integer or float in [0, 1]).
+        max_pixels: As in ``load_image``.
+
+    Returns:
+        (1, H, W, 1) float32 in [0, 1].
+
+    Raises:
+        ImageError: missing, unreadable, corrupt or oversized input.
+    """
+    return tf.reduce_mean(load_image(source, max_pixels=max_pixels), axis=-1, keepdims=True)
+
+
 def _read_file(path: Path, max_pixels: int) -> np.ndarray:
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except PermissionError:  # a folder on the way cannot be searched
+        raise ImageError(f"permission denied: {path}") from None
+    if not exists:
         if str(path) in sample_names():
             return _read_sample(str(path), max_pixels)
         raise ImageError(f"image not found: {path}")
-    if path.is_dir():
+    if is_dir:
         raise ImageError(f"expected an image file, got a directory: {path}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as pil:
-                width, height = pil.size
-                if width * height > max_pixels:
-                    raise ImageError(
-                        f"image too large: {path} is {width}x{height} "
-                        f"({width * height:,} pixels; the limit is {max_pixels:,})"
-                    )
+        with _own_pixel_limit(), Image.open(path) as pil:
+            width, height = pil.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"image too large: {path} is {width}x{height} "
+                    f"({width * height:,} pixels; the limit is {max_pixels:,})"
+                )
+            array = _read_png_16_bit_rgb(pil, path)
+            if array is None:
                 pil.load()
-                return _pil_to_array(ImageOps.exif_transpose(pil))
+                array = _pil_to_array(ImageOps.exif_transpose(pil))
+            return array
     except ImageError:
         raise
+    except PermissionError:
+        raise ImageError(f"permission denied: {path}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(f"image too large: {path} ({err})") from None
     except UnidentifiedImageError:
         raise ImageError(f"not an image Pillow can read: {path}") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"corrupt or truncated image: {path} ({err})") from None
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _own_pixel_limit():
+    """Let ``max_pixels`` be the only size limit while an image is opened and decoded.
+
+    Pillow refuses images above its own ``Image.MAX_IMAGE_PIXELS`` (about 89 M pixels,
+    warning; 179 M, error) whatever the caller allows. ``_read_file`` checks the same
+    header size against ``max_pixels`` itself, so Pillow's check is switched off for the
+    call (under a lock: it is a module global) and restored afterwards. Any other
+    DecompressionBombWarning is still an error.
+    """
+    with _PILLOW_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _read_png_16_bit_rgb(pil: Image.Image, path: Path) -> np.ndarray | None:
+    """A 16-bit RGB or RGBA PNG at full precision as (H, W, 3) float32, else None.
+
+    Pillow has no 48/64-bit mode: it decodes such a PNG to 8 bits per channel, keeping
+    each big-endian sample's high byte (raw mode "RGB;16B"). Decoding the same data again
+    with the little-endian unpacker ("RGB;16L") keeps the low byte instead; the two give
+    the 16-bit values, v = 256·high + low, scaled by 1/65535.
+    """
+    if pil.format != "PNG" or len(pil.tile) != 1:
+        return None
+    tile = pil.tile[0]
+    rawmode = tile[3] if isinstance(tile[3], str) else tile[3][0]
+    if rawmode not in ("RGB;16B", "RGBA;16B"):
+        return None
+    low_rawmode = rawmode.replace(";16B", ";16L")
+    args = low_rawmode if isinstance(tile[3], str) else (low_rawmode, *tile[3][1:])
+    with Image.open(path) as low:
+        low.tile = [tile._replace(args=args) if hasattr(tile, "_replace")
+                    else (*tile[:3], args)]
+        low.load()
+        low_bytes = np.asarray(ImageOps.exif_transpose(low), dtype=np.uint16)
+    pil.load()
+    high_bytes = np.asarray(ImageOps.exif_transpose(pil), dtype=np.uint16)
+    values = (high_bytes * 256 + low_bytes).astype(np.float32) / np.float32(65535.0)
+    return values if values.shape[-1] == 3 else _composite_on_white(values)
 
 
 def _pil_to_array(pil: Image.Image) -> np.ndarray:
@@ -257,9 +333,7 @@ def save_image(image, path, inputs: Iterable = ()) -> Path:
     fmt = formats.get(path.suffix.lower())
     if fmt is None:
         raise ImageError(f"unknown image suffix {path.suffix!r} for {path}; use .png or .jpg")
-    for source in inputs:
-        if isinstance(source, str | os.PathLike) and _same_file(path, Path(source)):
-            raise ImageError(f"refusing to overwrite the input image {source}")
+    check_not_an_input(path, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"quality": 95} if fmt in {"JPEG", "WEBP"} else {}
     with atomic_open(path, "wb") as handle:
@@ -267,9 +341,45 @@ def save_image(image, path, inputs: Iterable = ()) -> Path:
     return path
 
 
+def check_not_an_input(path, inputs: Iterable) -> None:
+    """Refuse a destination that is one of ``inputs`` (also through a link or hard link).
+
+    Args:
+        path: Where something is about to be written.
+        inputs: Input image paths, sample names (their files in ``data/`` are protected)
+            or in-memory images (ignored).
+
+    Raises:
+        ImageError: ``path`` is the same file as an input.
+    """
+    path = Path(path)
+    for source in inputs:
+        if not isinstance(source, str | os.PathLike):
+            continue
+        file = input_path(source)
+        if _same_file(path, file):
+            where = "" if str(file) == str(source) else f" ({file})"
+            also = "" if str(path) in (str(source), str(file)) else f": {path} is that file"
+            raise ImageError(f"refusing to overwrite the input image {source}{where}{also}")
+
+
+def input_path(source: str | os.PathLike) -> Path:
+    """The file an input names: the path as typed, else the bundled sample of that name."""
+    path = Path(source)
+    try:
+        if path.exists():
+            return path
+    except OSError:  # e.g. permission denied: it is a path, not a sample name
+        return path
+    return sample_path(str(source)) if str(source) in sample_names() else path
+
+
 def _same_file(a: Path, b: Path) -> bool:
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
     return a.resolve() == b.resolve()
 
 

@@ -16,8 +16,9 @@ the network (NumPy and SciPy only):
   asks whether the layout survives, not whether every edge does.
 
 Texture statistics are per pixel scale: compare a result with the style image at the size
-it was transferred at. All filters wrap around the image border, so a circularly shifted copy of a texture has
-exactly the same statistics; a copy rotated by 90 degrees too (up to rounding).
+it was transferred at. All filters wrap around the image border, so a circularly shifted
+copy of a texture has exactly the same statistics; a copy rotated by 90 degrees too (up to
+rounding).
 Every function takes (H, W, 3) or (1, H, W, 3) arrays in [0, 1] (NumPy or tensors).
 Notebooks 10 and 11 use it to compare recipes.
 """

@@ -32,7 +32,7 @@ from nstlib.settings import (
     TV_REDUCTIONS,
     LossConfig,
 )
-from nstlib.statistics import gram_matrix, shrink_gram
+from nstlib.statistics import gram_matrix, guided_gram, shrink_gram
 
 
 def _check(value, allowed, what):
@@ -65,7 +65,7 @@ def content_loss(generated: tf.Tensor, target: tf.Tensor, reduction: str = "sum"
 
 
 def layer_style_loss(generated: tf.Tensor, target_gram: tf.Tensor,
-                     form: str = "gatys") -> tf.Tensor:
+                     form: str = "gatys", mask: tf.Tensor | None = None) -> tf.Tensor:
     """Style loss of one layer.
 
     Args:
@@ -76,12 +76,14 @@ def layer_style_loss(generated: tf.Tensor, target_gram: tf.Tensor,
             Σ(Ĝ − Â)² / (4 N²) from the "hw" Grams (identical value); "normalized":
             Σ(Ĝ − Â)² / Σ Â² (relative error, 1 when the generated Gram is zero);
             "mse": mean((Ĝ − Â)²) (the TensorFlow tutorial's choice).
+        mask: None, or (1 or B, h, w, 1) weights in [0, 1]: compare the guided Gram of
+            the masked region instead (``statistics.guided_gram``; Gatys et al. 2017).
 
     Returns:
         Scalar float32 (summed over the batch).
     """
     _check(form, STYLE_FORMS, "style form")
-    gram = gram_matrix(generated, "hw")
+    gram = gram_matrix(generated, "hw") if mask is None else guided_gram(generated, mask)
     squared = tf.reduce_sum(tf.square(gram - target_gram), axis=[1, 2])
     channels = tf.cast(tf.shape(gram)[-1], tf.float32)
     if form == "gatys":
@@ -96,7 +98,8 @@ def layer_style_loss(generated: tf.Tensor, target_gram: tf.Tensor,
 def style_loss(generated_features: Sequence[tf.Tensor], target_grams: Sequence[tf.Tensor],
                layer_weights: Sequence[float] | None = None, form: str = "gatys",
                gram_shrinkage=None,
-               target_features: Sequence[tf.Tensor] | None = None) -> tf.Tensor:
+               target_features: Sequence[tf.Tensor] | None = None,
+               masks: Sequence[tf.Tensor] | None = None) -> tf.Tensor:
     """Weighted sum of per-layer style losses, Σ_l w_l E_l.
 
     Args:
@@ -108,6 +111,8 @@ def style_loss(generated_features: Sequence[tf.Tensor], target_grams: Sequence[t
             towards (tr A / N)·I first (see ``shrink_style_targets``).
         target_features: The (1, h_l, w_l, N_l) style activations the target Grams came
             from; needed only for "ledoit-wolf".
+        masks: None, or one (1, h_l, w_l, 1) mask per layer: guided Grams of the masked
+            region (see ``layer_style_loss``).
 
     Returns:
         Scalar float32.
@@ -120,9 +125,11 @@ def style_loss(generated_features: Sequence[tf.Tensor], target_grams: Sequence[t
     weights = [1.0 / n_layers] * n_layers if layer_weights is None else list(layer_weights)
     if len(weights) != n_layers:
         raise ValueError(f"{len(weights)} layer weights for {n_layers} style layers")
+    masks = [None] * n_layers if masks is None else list(masks)
     total = tf.constant(0.0)
-    for weight, features, gram in zip(weights, generated_features, target_grams, strict=True):
-        total += weight * layer_style_loss(features, gram, form)
+    for weight, features, gram, mask in zip(weights, generated_features, target_grams, masks,
+                                            strict=True):
+        total += weight * layer_style_loss(features, gram, form, mask)
     return total
 
 
@@ -198,7 +205,8 @@ def pyramid_style_loss(generated_features: Sequence[Sequence[tf.Tensor]],
                        target_grams: Sequence[Sequence[tf.Tensor]],
                        level_weights: Sequence[float] | None = None,
                        layer_weights: Sequence[float] | None = None,
-                       form: str = "gatys") -> tf.Tensor:
+                       form: str = "gatys",
+                       masks: Sequence[Sequence[tf.Tensor]] | None = None) -> tf.Tensor:
     """Style loss summed over pyramid levels, Σ_k v_k Σ_l w_l E_{k,l}.
 
     Level k compares the features of the generated image's level-k pyramid image with
@@ -212,6 +220,7 @@ def pyramid_style_loss(generated_features: Sequence[Sequence[tf.Tensor]],
             total as one, and ``style_weight`` needs no retuning). With one level and
             the default this is exactly ``style_loss``.
         layer_weights, form: As in ``style_loss``.
+        masks: None, or per level one (1, h_kl, w_kl, 1) mask per style layer.
 
     Returns:
         Scalar float32.
@@ -223,9 +232,11 @@ def pyramid_style_loss(generated_features: Sequence[Sequence[tf.Tensor]],
     weights = [1.0 / n_levels] * n_levels if level_weights is None else list(level_weights)
     if len(weights) != n_levels:
         raise ValueError(f"{len(weights)} level weights for {n_levels} pyramid levels")
+    masks = [None] * n_levels if masks is None else list(masks)
     total = tf.constant(0.0)
-    for weight, features, grams in zip(weights, generated_features, target_grams, strict=True):
-        total += weight * style_loss(features, grams, layer_weights, form)
+    for weight, features, grams, level_masks in zip(weights, generated_features, target_grams,
+                                                    masks, strict=True):
+        total += weight * style_loss(features, grams, layer_weights, form, masks=level_masks)
     return total
 
 
@@ -261,21 +272,76 @@ def total_variation_loss(image: tf.Tensor, kind: str = "l1", reduction: str = "s
     return total
 
 
+def blend_weights(style_blend: Sequence[float] | None, n_styles: int) -> list[float]:
+    """The weight of each style image, normalised to sum to 1 (as neural-style does).
+
+    Args:
+        style_blend: Non-negative weights, one per style image, or None (equal weights).
+        n_styles: Number of style images.
+
+    Returns:
+        ``n_styles`` floats summing to 1 (zero weights stay exactly 0).
+
+    Raises:
+        ConfigError: no style image, or a count that does not match.
+    """
+    if n_styles < 1:
+        raise ConfigError("style needs at least one image")
+    if style_blend is None:
+        return [1.0 / n_styles] * n_styles
+    if len(style_blend) != n_styles:
+        raise ConfigError(f"style_blend has {len(style_blend)} weights for {n_styles} style "
+                          f"image{'s' if n_styles > 1 else ''}")
+    total = float(sum(style_blend))
+    return [float(w) / total for w in style_blend]
+
+
+def blend_targets(targets: Sequence[Sequence[Sequence[tf.Tensor]]],
+                  weights: Sequence[float]) -> list[list[tf.Tensor]]:
+    """Blended Gram targets Σ_i w_i A_i^(k,l): the Grams of the styles' mixture.
+
+    Args:
+        targets: Per style image, per pyramid level, one (1, N_l, N_l) Gram per layer.
+        weights: One weight per style image (normalised, ``blend_weights``).
+
+    Returns:
+        Per level, one (1, N_l, N_l) Gram per layer.
+    """
+    levels = zip(*targets, strict=True)
+    return [[tf.add_n([w * gram for w, gram in zip(weights, grams, strict=True)])
+             for grams in zip(*level, strict=True)] for level in levels]
+
+
 class StyleTransferObjective:
     """α·L_content + β·L_style + γ·L_tv, with the targets computed once.
 
     Args:
         extractor: Feature extractor; its content and style layers are the loss's layers.
         content_image: (1, H, W, 3) in [0, 1]; its content-layer features are the target.
-        style_image: (1, H_s, W_s, 3) in [0, 1]; its style-layer Grams are the target.
+        style_image: (1, H_s, W_s, 3) in [0, 1]; its style-layer Grams are the target. Or a
+            list of such images, weighted by ``config.style_blend`` (``blend_weights``).
         config: The loss settings (default ``LossConfig()``). Its layers must be the
             extractor's; when ``config`` is None they are taken from the extractor.
+        style_masks: None, or one (1, H_m, W_m, 1) mask in [0, 1] per style image, over
+            the generated image (resized here to each style layer's grid).
         **overrides: ``LossConfig`` fields over ``config``, e.g. ``style_weight=100``.
 
     With ``pyramid_levels`` K > 1 the style term is ``pyramid_style_loss`` over K
     Gaussian-pyramid levels of the generated and the style image (the targets of every
     level computed once here). ``gram_shrinkage`` shrinks the target Grams at every level
     (``shrink_style_targets``).
+
+    Several styles without masks blend their Gram targets, Σ_i w_i A_i, one target per
+    layer (what jcjohnson/neural-style does): the Gram of the styles' mixed feature
+    distribution, so that the weights mean the same in every ``style_form``. Weighting
+    per-style losses instead agrees with that for "gatys" and "mse" (the sum of squared
+    distances to each A_i is minimised at their weighted mean) but not for "normalized",
+    where each term is divided by its own ‖A_i‖² and the style with the smaller Gram
+    pulls harder than its weight says. With masks the regions have their own targets, so
+    the style term is Σ_i ω_i L_i over guided Grams (Gatys et al. 2017), ω_i = w_i /
+    mean(w): equal weights style every region as strongly as one style over the whole
+    image. Styles of weight 0 are dropped before anything is computed, so weights (1, 0)
+    give exactly the run of the first style alone.
 
     Calling it on a (1, H, W, 3) image returns a dict of scalar tensors with keys
     "total", "content", "style" and "tv" (the last three unweighted).
@@ -287,18 +353,47 @@ class StyleTransferObjective:
     """
 
     def __init__(self, extractor: FeatureExtractor, content_image: tf.Tensor,
-                 style_image: tf.Tensor, config: LossConfig | None = None, **overrides):
+                 style_image: tf.Tensor | Sequence[tf.Tensor],
+                 config: LossConfig | None = None, *,
+                 style_masks: Sequence[tf.Tensor] | None = None, **overrides):
         self.config = _objective_config(extractor, config, overrides)
         cfg = self.config
         self.extractor = extractor
         self.weights = (cfg.content_weight, cfg.style_weight, cfg.tv_weight)
         self.content_targets = [tf.constant(f) for f in extractor(content_image).content]
         check_pyramid_size(extractor, content_image.shape, cfg.pyramid_levels, "content image")
-        self.style_targets_per_level = [
-            [tf.constant(gram) for gram in level] for level in pyramid_style_targets(
-                extractor, style_image, cfg.pyramid_levels, cfg.pyramid_sigma,
-                cfg.gram_shrinkage)]
+        styles = list(style_image) if isinstance(style_image, list | tuple) else [style_image]
+        weights = blend_weights(cfg.style_blend, len(styles))
+        if style_masks is not None and len(style_masks) != len(styles):
+            raise ConfigError(f"{len(style_masks)} style masks for {len(styles)} style "
+                              f"images; give one mask per style")
+        active = [i for i, w in enumerate(weights) if w > 0]
+        targets = [self._targets(styles[i]) for i in active]
+        self.style_terms = None  # with masks: (weight, targets per level, masks per level)
+        if style_masks is None:
+            self.style_targets_per_level = targets[0] if len(active) == 1 else blend_targets(
+                targets, [weights[i] for i in active])
+        else:
+            self.style_targets_per_level = targets[0]
+            mean = sum(weights[i] for i in active) / len(active)
+            grids = self._style_grids(content_image)
+            self.style_terms = [(weights[i] / mean, target, _masks_on(style_masks[i], grids))
+                                for i, target in zip(active, targets, strict=True)]
         self.style_targets = self.style_targets_per_level[0]
+
+    def _targets(self, style_image: tf.Tensor) -> list[list[tf.Tensor]]:
+        """One style image's target Grams, per pyramid level, per style layer."""
+        cfg = self.config
+        return [[tf.constant(gram) for gram in level] for level in pyramid_style_targets(
+            self.extractor, style_image, cfg.pyramid_levels, cfg.pyramid_sigma,
+            cfg.gram_shrinkage)]
+
+    def _style_grids(self, image: tf.Tensor) -> list[list[tuple[int, int]]]:
+        """(h, w) of every style layer at every pyramid level of an image of this size."""
+        cfg = self.config
+        levels = image_pyramid(image, cfg.pyramid_levels, cfg.pyramid_sigma)
+        return [[(int(f.shape[1]), int(f.shape[2])) for f in self.extractor(level).style]
+                for level in levels]
 
     def __call__(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         cfg = self.config
@@ -318,6 +413,8 @@ class StyleTransferObjective:
     def _style(self, image: tf.Tensor, finest_features: list) -> tf.Tensor:
         """Style term: plain for one level, else over the image's pyramid (finest reused)."""
         cfg = self.config
+        if self.style_terms is not None:
+            return self._guided_style(image, finest_features)
         if cfg.pyramid_levels == 1:
             return style_loss(finest_features, self.style_targets, cfg.style_layer_weights,
                               cfg.style_form)
@@ -326,6 +423,32 @@ class StyleTransferObjective:
         return pyramid_style_loss(generated, self.style_targets_per_level,
                                   cfg.pyramid_level_weights, cfg.style_layer_weights,
                                   cfg.style_form)
+
+    def _guided_style(self, image: tf.Tensor, finest_features: list) -> tf.Tensor:
+        """Σ_i ω_i L_i with each style's guided Grams over its mask (finest level reused)."""
+        cfg = self.config
+        coarser = image_pyramid(image, cfg.pyramid_levels, cfg.pyramid_sigma)[1:]
+        generated = [finest_features] + [self.extractor(level).style for level in coarser]
+        total = tf.constant(0.0)
+        for weight, targets, masks in self.style_terms:
+            total += weight * pyramid_style_loss(generated, targets, cfg.pyramid_level_weights,
+                                                 cfg.style_layer_weights, cfg.style_form,
+                                                 masks)
+        return total
+
+
+def _masks_on(mask: tf.Tensor, grids: list[list[tuple[int, int]]]) -> list[list[tf.Tensor]]:
+    """A (1, H, W, 1) mask resized (area average, antialiased) to every (h, w) in grids."""
+    mask = tf.convert_to_tensor(mask, tf.float32)
+    if mask.shape.rank != 4 or mask.shape[0] != 1 or mask.shape[-1] != 1:
+        raise ValueError(f"a style mask must have shape (1, H, W, 1), got {mask.shape}")
+    resized = {}
+    for level in grids:
+        for hw in level:
+            if hw not in resized:
+                resized[hw] = tf.constant(tf.clip_by_value(tf.image.resize(
+                    mask, hw, method="area", antialias=True), 0.0, 1.0))
+    return [[resized[hw] for hw in level] for level in grids]
 
 
 def _objective_config(extractor: FeatureExtractor, config: LossConfig | None,

@@ -47,8 +47,24 @@ TV_REDUCTIONS = ("sum", "mean")
 #: or "cosine" (half a cosine from the rate down to 5 % of it over the run's steps).
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "lbfgs")
 SCHEDULES = ("constant", "cosine")
+#: Optimizers whose steps are in units of the [0, 1] intensity range (about the learning
+#: rate per pixel and step, whatever the gradient's scale).
+ADAPTIVE_OPTIMIZERS = ("rmsprop", "adagrad", "adam")
+#: Largest learning rate for them: a step of 10 crosses the whole intensity range ten times.
+MAX_ADAPTIVE_LEARNING_RATE = 10.0
+#: Largest learning rate for sgd, momentum and nesterov (and lbfgs, which ignores it).
+#: Their rate multiplies raw gradients, ~1e-5 per pixel for the default mean-type losses:
+#: the default rule gives 0.002·H·W (131 at 256 px, 2e5 at 10,000 px), and sum-type losses
+#: need smaller rates. 1e8 leaves a wide margin and still refuses values like 1e30, whose
+#: first step throws every pixel to 0 or 1.
+MAX_GRADIENT_LEARNING_RATE = 1e8
+#: Largest loss weight (α, β, γ, per-layer and per-level weights). Only their ratios
+#: matter; far beyond this the weighted losses overflow float32 (3.4e38) at the first step.
+MAX_LOSS_WEIGHT = 1e12
 #: Starting images of ``stylize``.
 INITS = ("content", "noise", "style")
+#: Colour preservation of ``stylize`` (see ``nstlib.colors``).
+PRESERVE_COLORS = ("none", "luminance", "histogram")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +108,14 @@ class OptimConfig(Options):
 
     def validate(self) -> None:
         check_finite(self.learning_rate, "learning_rate", strict=True)
+        adaptive = self.optimizer in ADAPTIVE_OPTIMIZERS
+        limit = MAX_ADAPTIVE_LEARNING_RATE if adaptive else MAX_GRADIENT_LEARNING_RATE
+        if self.learning_rate is not None and self.learning_rate > limit:
+            why = ("its steps are in [0, 1] intensity units" if adaptive else
+                   "which does not use it" if self.optimizer == "lbfgs" else
+                   "it multiplies gradients of about 1e-5 per pixel")
+            raise ConfigError(f"learning_rate {self.learning_rate:g} is absurd for "
+                              f"{self.optimizer} ({why}); the limit is {limit:g}")
         counts = self.steps if isinstance(self.steps, tuple) else (self.steps,)
         if not counts or min(counts) < 0:
             raise ConfigError(f"steps must be non-negative, got {self.steps}")
@@ -131,10 +155,13 @@ class LossConfig(Options):
     gram_shrinkage: float | str | None = option(
         None, "shrink the style target Grams towards (tr A / N)·I: a λ in [0, 1] or "
               "ledoit-wolf (default: none)")
+    style_blend: tuple[float, ...] | None = option(
+        None, "weight per style image, comma-separated, normalised to sum to 1 (default: "
+              "equal); without masks they blend the style Grams")
 
     def validate(self) -> None:
         for name in ("content_weight", "style_weight", "tv_weight"):
-            check_finite(getattr(self, name), name)
+            _check_weight(getattr(self, name), name)
         try:
             validate_layers(self.content_layers, "content layer")
             validate_layers(self.style_layers, "style layer")
@@ -155,6 +182,11 @@ class LossConfig(Options):
             object.__setattr__(self, "gram_shrinkage", "ledoit-wolf")
         else:
             check_finite(shrinkage, "gram_shrinkage", maximum=1.0)
+        if self.style_blend is not None:
+            _check_weights(self.style_blend, len(self.style_blend), "style_blend", "styles")
+            if not sum(self.style_blend) > 0:
+                raise ConfigError(f"style_blend needs at least one positive weight, got "
+                                  f"{list(self.style_blend)}")
 
 
 def _check_weights(weights, count: int, name: str, what: str) -> None:
@@ -164,7 +196,15 @@ def _check_weights(weights, count: int, name: str, what: str) -> None:
     if len(weights) != count:
         raise ConfigError(f"{name} has {len(weights)} entries for {count} {what}")
     for w in weights:
-        check_finite(w, name)
+        _check_weight(w, name)
+
+
+def _check_weight(value: float, name: str) -> None:
+    """ConfigError unless ``value`` is finite, non-negative and at most MAX_LOSS_WEIGHT."""
+    check_finite(value, name)
+    if value > MAX_LOSS_WEIGHT:
+        raise ConfigError(f"{name} {value:g} is absurd: the limit is {MAX_LOSS_WEIGHT:g} (only "
+                          f"the ratios of the weights matter; scale the others down)")
 
 
 #: The sections of ``StylizeConfig`` and the settings class of each.
@@ -182,10 +222,17 @@ class StylizeConfig(Options):
     size: int = option(256, "longer side of the result in pixels")
     style_size: int | None = option(
         None, "longer side of the style image in pixels (default: the result's size)")
+    style_scale: float | None = option(
+        None, "longer side of the style image as a multiple of the result's (instead of "
+              "style_size; default 1)")
     scales: tuple[int, ...] | None = option(
         None, "coarse-to-fine sizes, e.g. 128,256: optimise at each longer side in turn, "
               "each scale starting from the previous result (default: just size)")
     init: str = option("content", "starting image", choices=INITS)
+    preserve_colors: str = option(
+        "none", "keep the content's colours: luminance (transfer on luminance, content "
+                "chroma back) or histogram (style recoloured to the content's RGB mean and "
+                "covariance first)", choices=PRESERVE_COLORS)
     seed: int = option(0, "seed of Python, NumPy, TensorFlow, the noise init and random "
                           "weights")
     deterministic: bool = option(True, "TensorFlow op determinism: the same seed gives the "
@@ -203,15 +250,24 @@ class StylizeConfig(Options):
             raise ConfigError(f"size must be a positive number of pixels, got {self.size}")
         if self.style_size is not None and self.style_size <= 0:
             raise ConfigError(f"style_size must be positive, got {self.style_size}")
+        check_finite(self.style_scale, "style_scale", strict=True)
+        if self.style_size is not None and self.style_scale is not None:
+            raise ConfigError(f"style_size ({self.style_size}) and style_scale "
+                              f"({self.style_scale:g}) both set the style image's size; "
+                              f"give one")
         if self.seed < 0:
             raise ConfigError(f"seed must be non-negative, got {self.seed}")
         self.stages()  # checks scales against steps
 
     def stages(self) -> list[Stage]:
         """The coarse-to-fine plan: (size, style size, steps) per scale, coarse first."""
+        style_size = self.style_size
+        if self.style_scale is not None:  # relative to the result's size (the last scale)
+            top = self.scales[-1] if self.scales else self.size
+            style_size = max(1, round(self.style_scale * top))
         try:
             return coarse_to_fine_schedule(self.size, self.scales, self.optim.steps,
-                                           self.style_size)
+                                           style_size)
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

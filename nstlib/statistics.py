@@ -41,6 +41,33 @@ def gram_matrix(features: tf.Tensor, normalize: str = "hw") -> tf.Tensor:
     return gram / (positions * tf.cast(shape[3], gram.dtype))
 
 
+def guided_gram(features: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Gram of the masked features F·m, normalised by Σ m² (Gatys et al. 2017, guided Gram).
+
+    G_ij = Σ_k m_k² F_ki F_kj / Σ_k m_k²: the Gram of the region the mask selects, a mean
+    over its positions. For a binary mask Σ m² is the mask's sum (the region's size); a
+    uniform mask of any strength gives ``gram_matrix(features, "hw")``.
+
+    Args:
+        features: (B, H, W, C) float32 activations.
+        mask: (1 or B, H, W, 1) float32 weights in [0, 1] on the same grid.
+
+    Returns:
+        (B, C, C) float32 (zero where the mask is empty).
+    """
+    features = tf.convert_to_tensor(features)
+    if features.shape.rank != 4:
+        raise ValueError(f"features must have shape (B, H, W, C), got {features.shape}")
+    mask = tf.convert_to_tensor(mask, features.dtype)
+    if mask.shape.rank != 4 or mask.shape[1:] != (*features.shape[1:3], 1):
+        raise ValueError(f"mask must have shape (1 or B, {features.shape[1]}, "
+                         f"{features.shape[2]}, 1) to match the features, got {mask.shape}")
+    masked = features * mask
+    gram = tf.einsum("bhwi,bhwj->bij", masked, masked)
+    area = tf.reduce_sum(tf.square(mask), axis=[1, 2, 3])
+    return gram / (area[:, None, None] + 1e-12)
+
+
 # ============================================================================================
 # Normalisation (instance / batch / AdaIN)
 #

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from nstlib import images
+from nstlib import colors, images
 from nstlib._io import write_json
+from nstlib.conv_choice import size_bucket
 from nstlib.features import FeatureExtractor
-from nstlib.losses import StyleTransferObjective
+from nstlib.losses import StyleTransferObjective, blend_weights
 from nstlib.optimize import History, minimize
 from nstlib.reproducibility import environment_record, set_seed
+from nstlib.resources import check_fits
 from nstlib.settings import INITS, Stage, StylizeConfig
 
 
@@ -70,10 +72,11 @@ class StylizeResult:
 @functools.lru_cache(maxsize=8)
 def cached_extractor(content_layers: tuple, style_layers: tuple, weights, pooling: str,
                      seed: int, compute_dtype: str = "float32",
-                     conv_impl: str = "auto") -> FeatureExtractor:
+                     conv_impl: str = "auto", image_size: int | None = None) -> FeatureExtractor:
     """A ``FeatureExtractor`` reused across runs with identical settings."""
     return FeatureExtractor(content_layers, style_layers, weights=weights, pooling=pooling,
-                            seed=seed, compute_dtype=compute_dtype, conv_impl=conv_impl)
+                            seed=seed, compute_dtype=compute_dtype, conv_impl=conv_impl,
+                            image_size=image_size)
 
 
 def extractor_for(config: StylizeConfig) -> FeatureExtractor:
@@ -82,13 +85,101 @@ def extractor_for(config: StylizeConfig) -> FeatureExtractor:
     seed = config.seed if network.weight_seed is None else network.weight_seed
     return cached_extractor(config.loss.content_layers, config.loss.style_layers,
                             network.weights, network.pooling, seed, network.compute_dtype,
-                            network.conv_impl)
+                            network.conv_impl, size_bucket(config.stages()[-1].size))
 
 
-def _describe_source(source) -> str:
+def _describe_source(source) -> str | list[str]:
+    """An input as JSON-able text: its path or name, "array (H, W, 3)", or a list of those."""
+    if isinstance(source, list | tuple):
+        return [_describe_source(s) for s in source]
     if isinstance(source, str | os.PathLike):
         return str(source)
     return f"array {tuple(getattr(source, 'shape', ()))}"
+
+
+def _as_list(sources) -> list:
+    """One input or a list/tuple of them, as a list (an array is one input)."""
+    return list(sources) if isinstance(sources, list | tuple) else [sources]
+
+
+def load_style_masks(style_masks, n_styles: int, content_shape, result_size: int,
+                     max_pixels: int = images.MAX_PIXELS) -> list[tf.Tensor]:
+    """Load and check one mask per style image (``images.load_mask``).
+
+    Args:
+        style_masks: One mask source (path, PIL image or array) per style image; a single
+            source when there is one style.
+        n_styles: Number of style images.
+        content_shape: (1, H, W, 3) of the content image as loaded.
+        result_size: Longer side of the result (``StylizeConfig.size`` or last scale).
+
+    Returns:
+        One (1, H_m, W_m, 1) float32 mask in [0, 1] per style.
+
+    Raises:
+        ConfigError: the wrong number of masks.
+        ImageError: not an image, not the content's (or the result's) size, or all black.
+    """
+    from nstlib.settings import ConfigError
+
+    sources = _as_list(style_masks)
+    if len(sources) != n_styles:
+        raise ConfigError(f"{len(sources)} style masks for {n_styles} style image"
+                          f"{'s' if n_styles > 1 else ''}; give one mask per style")
+    height, width = int(content_shape[1]), int(content_shape[2])
+    scale = result_size / max(height, width)
+    allowed = {(height, width), (max(1, round(height * scale)), max(1, round(width * scale)))}
+    masks = []
+    for number, source in enumerate(sources, start=1):
+        mask = images.load_mask(source, max_pixels=max_pixels)
+        shape = (int(mask.shape[1]), int(mask.shape[2]))
+        if shape not in allowed:
+            sizes = " or ".join(f"{w}x{h}" for h, w in sorted(allowed, reverse=True))
+            raise images.ImageError(f"style mask {number} ({_describe_source(source)}) is "
+                                    f"{shape[1]}x{shape[0]} pixels; it must have the content "
+                                    f"image's size ({sizes})")
+        if float(tf.reduce_max(mask)) == 0.0:
+            raise images.ImageError(f"style mask {number} ({_describe_source(source)}) is "
+                                    f"all black: its style would apply nowhere")
+        masks.append(mask)
+    return masks
+
+
+def color_inputs(preserve_colors: str, content: tf.Tensor,
+                 styles: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """The images the network sees under ``preserve_colors`` (``nstlib.colors``).
+
+    "none": unchanged; "luminance": grey content and grey styles whose luminance has the
+    content's mean and standard deviation; "histogram": the content and each style
+    recoloured to the content's RGB mean and covariance (clipped to [0, 1]).
+
+    Args:
+        content: (1, H, W, 3) in [0, 1].
+        styles: (1, H_s, W_s, 3) in [0, 1] each.
+
+    Returns:
+        (content, styles) as float32 tensors of the same shapes.
+    """
+    if preserve_colors == "none":
+        return content, styles
+    if preserve_colors == "histogram":
+        return content, [tf.constant(colors.match_color_statistics(s, content)) for s in styles]
+    luma = colors.luminance(content)
+    matched = [colors.match_luminance(colors.luminance(s), luma) for s in styles]
+    return tf.constant(colors.grey(luma)), [tf.constant(colors.grey(y)) for y in matched]
+
+
+def _recolor(image, chroma_source: tf.Tensor) -> tf.Tensor:
+    """A result of a luminance-only transfer with the content's chroma put back."""
+    return tf.constant(colors.combine_luminance(colors.luminance(image), chroma_source))
+
+
+def _recolored_callbacks(callbacks: Sequence, chroma_source: tf.Tensor) -> list:
+    """Callbacks that see the image in colour (luminance mode optimises a grey image)."""
+    def wrap(callback):
+        return lambda step, image, losses: callback(step, _recolor(image, chroma_source),
+                                                    losses)
+    return [wrap(cb) for cb in callbacks]
 
 
 def initial_image(init: str, content: tf.Tensor, style: tf.Tensor, seed: int) -> tf.Tensor:
@@ -106,20 +197,33 @@ def initial_image(init: str, content: tf.Tensor, style: tf.Tensor, seed: int) ->
     raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
 
 
-def stylize(content, style, config: StylizeConfig | None = None, *, callbacks: Sequence = (),
-            progress: bool = True, **overrides) -> StylizeResult:
+def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=None,
+            callbacks: Sequence = (), progress: bool = True, **overrides) -> StylizeResult:
     """Neural style transfer by optimisation (Gatys et al. 2016).
 
     Args:
         content: Content image: path, sample name, PIL image or array (see
             ``images.load_image``).
-        style: Style image, same forms.
+        style: Style image, same forms, or a list of them (weighted by ``style_blend``;
+            see ``losses.StyleTransferObjective`` for how several styles combine).
         config: Every setting of the run (default ``StylizeConfig()``).
+        style_masks: None, or one mask per style image (path, PIL image or array; white =
+            style applies, black = not, grey in between; ``images.load_mask``) of the
+            content image's size or the result's. Each style then styles only its
+            region, with guided Grams (Gatys et al. 2017); a region no mask covers keeps
+            the content. Masks, like the images, are inputs rather than settings: they
+            can be arrays and must fit one content image, so they are arguments next to
+            ``style`` (and the record describes them as text, like the images).
         callbacks: ``callback(step, image, losses)``; returning True stops the run.
         progress: Show a progress bar.
         **overrides: Settings by flat name over ``config``, e.g. ``size=128,
             style_weight=100, optimizer="lbfgs"`` (``StylizeConfig.flat_fields()`` lists
             them with their help text).
+
+    ``preserve_colors`` keeps the content's colours (``color_inputs``): "luminance"
+    optimises a grey image and puts the content's chroma back at the end (the history's
+    losses are those of the grey images; callbacks see colour images), "histogram"
+    recolours the style images first.
 
     With ``scales`` the run is coarse to fine (``pyramids.coarse_to_fine_schedule``): the
     optimizer starts afresh at each scale, because its per-pixel state (Adam's moments,
@@ -140,30 +244,50 @@ def stylize(content, style, config: StylizeConfig | None = None, *, callbacks: S
     stages = config.stages()
     set_seed(config.seed, config.deterministic)
     started = time.perf_counter()
-    content_full, style_full = images.load_image(content), images.load_image(style)
+    weights = blend_weights(config.loss.style_blend, len(_as_list(style)))  # checks the count
+    first = weights.index(max(weights))  # the style that init="style" starts from
+    content_full = images.load_image(content)
+    styles_full = [images.load_image(s) for s in _as_list(style)]
+    check_fits(config, content_full.shape[1:3], [s.shape[1:3] for s in styles_full])
+    masks = None if style_masks is None else load_style_masks(
+        style_masks, len(styles_full), content_full.shape, stages[-1].size)
+    content_rgb = content_full
+    content_full, styles_full = color_inputs(config.preserve_colors, content_full, styles_full)
     extractor = extractor_for(config)
     image, parts, first_start = None, [], None
     for stage in stages:
         content_image = images.resize_max_side(content_full, stage.size)
-        style_image = images.resize_max_side(style_full, stage.style_size)
-        objective = StyleTransferObjective(extractor, content_image, style_image, config.loss)
+        style_images = [images.resize_max_side(s, stage.style_size) for s in styles_full]
+        style_image = style_images[first]
+        objective = StyleTransferObjective(extractor, content_image, style_images, config.loss,
+                                           style_masks=masks)
         start = (initial_image(config.init, content_image, style_image, config.seed)
                  if image is None else images.resize(image, (int(content_image.shape[1]),
                                                         int(content_image.shape[2]))))
         scale_start = time.perf_counter()
         first_start = scale_start if first_start is None else first_start
+        chroma = (images.resize_max_side(content_rgb, stage.size)
+                  if config.preserve_colors == "luminance" else None)
         outcome = minimize(objective, start, steps=stage.steps, optimizer=config.optim.optimizer,
                            learning_rate=config.optim.learning_rate,
-                           schedule=config.optim.schedule, callbacks=callbacks,
+                           schedule=config.optim.schedule,
+                           callbacks=callbacks if chroma is None else _recolored_callbacks(
+                               callbacks, chroma),
                            progress=progress, description=_bar_label(config, stage))
         image = outcome.image
         parts.append((stage.size, outcome.history, scale_start - first_start))
         if outcome.status != "completed":
             break
     history = outcome.history if config.scales is None else History.joined(parts, "scale")
+    if chroma is not None:
+        image = _recolor(image, chroma)
     record = run_record(config, stages, content, style, extractor, outcome)
     record.update(content_shape=list(content_image.shape), style_shape=list(style_image.shape),
                   wall_seconds=time.perf_counter() - started)
+    if len(style_images) > 1:
+        record["style_shapes"] = [list(s.shape) for s in style_images]
+    if style_masks is not None:
+        record["style_masks"] = _describe_source(_as_list(style_masks))
     return StylizeResult(image, history, record)
 
 
@@ -175,16 +299,20 @@ def run_record(config: StylizeConfig, stages: list[Stage], content, style,
                extractor: FeatureExtractor, outcome) -> dict:
     """The record of a run: inputs, every setting by flat name, weights used, outcome.
 
-    ``size``/``style_size`` are the last scale's, ``steps`` is per scale when ``scales``
-    is set, ``learning_rate`` is the rate actually used.
+    ``size``/``style_size`` are the last scale's (``style_size`` stays None when
+    ``style_scale`` set it, so that ``StylizeConfig.from_record`` gives the config back),
+    ``steps`` is per scale when ``scales`` is set, ``learning_rate`` is the rate actually
+    used. ``style`` is a list when several style images were given.
     """
     flat = config.to_flat()
-    flat.update(size=stages[-1].size, style_size=stages[-1].style_size,
+    style_size = stages[-1].style_size if config.style_scale is None else None
+    flat.update(size=stages[-1].size, style_size=style_size,
                 steps=stages[0].steps if config.scales is None else [s.steps for s in stages],
                 learning_rate=outcome.learning_rate, weights=str(config.network.weights))
     return {"content": _describe_source(content), "style": _describe_source(style), **flat,
             "weights_source": extractor.weights_source,
             "weights_path": None if extractor.weights_path is None else str(
                 extractor.weights_path),
-            "conv_impl_used": extractor.conv_impl, "status": outcome.status,
+            "conv_impl_used": extractor.conv_impl, "conv_impl_reason": extractor.conv_impl_reason,
+            "status": outcome.status,
             "environment": environment_record()}

@@ -41,6 +41,10 @@ class WeightsUnavailableError(RuntimeError):
     """ImageNet weights were asked for explicitly but cannot be found or downloaded."""
 
 
+class WeightsFileError(ValueError):
+    """A weights file that cannot be read as VGG19 weights (not HDF5, truncated, unreadable)."""
+
+
 @functools.lru_cache(maxsize=64)
 def random_conv_weights(layer: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random weights for one conv layer (He-normal kernel, zero bias).
@@ -73,7 +77,34 @@ def read_h5_weights(path) -> dict[str, list[np.ndarray]]:
 
     Returns:
         {layer name: [kernel (3, 3, c_in, c_out), bias (c_out,)]} for the layers present.
+
+    Raises:
+        WeightsFileError: "not a VGG19 weights file: PATH (why)" for a file that is not
+            HDF5, is truncated or damaged, or cannot be read.
     """
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except PermissionError:
+        raise WeightsFileError(f"permission denied: {path}") from None
+    try:
+        return _read_h5_layers(path)
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise WeightsFileError(f"not a VGG19 weights file: {path} ({_h5_reason(err)})") from None
+
+
+def _h5_reason(err: Exception) -> str:
+    """h5py's wording reduced to its cause ("file signature not found" -> not HDF5)."""
+    text = str(err)
+    if "signature" in text:
+        return "not an HDF5 file"
+    if "truncated" in text or "eof" in text.lower():
+        return "truncated HDF5 file"
+    inner = text[text.rfind("(") + 1:text.rfind(")")] if "(" in text else text
+    return inner or type(err).__name__
+
+
+def _read_h5_layers(path) -> dict[str, list[np.ndarray]]:
     out: dict[str, list[np.ndarray]] = {}
     with h5py.File(path, "r") as f:
         root = f["model_weights"] if "model_weights" in f else f
@@ -187,7 +218,10 @@ def resolve_weights(weights, seed: int = 0) -> tuple[str, Path | None]:
         try:
             return "imagenet", download_imagenet_weights()
         except WeightsUnavailableError:
-            print(f"nstlib: ImageNet VGG19 weights unavailable; using RANDOM weights "
+            env = os.environ.get(config.WEIGHTS_ENV_VAR)
+            why = (f" ({config.WEIGHTS_ENV_VAR}={env} does not name a file)"
+                   if env and not Path(env).is_file() else "")
+            print(f"nstlib: ImageNet VGG19 weights unavailable{why}; using RANDOM weights "
                   f"(seed {seed}). See README 'VGG19 weights'.", file=sys.stderr)
             return "random", None
     raise ValueError(f"weights must be one of {', '.join(WEIGHT_MODES)} or a path, got "

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -147,6 +155,8 @@ def test_settings_are_coerced_by_their_field_type(key, value, expected):
     ("steps", 2.5, "steps must be a whole number"),
     ("steps", True, "steps must be a whole number"),
     ("size", "big", "size must be a whole number"),
+    ("size", [1, 2], "size must be a whole number, got [1, 2]"),  # a list for an int
+    ("content_layers", 5, "content_layers must be a list, got 5"),  # an int for a list
     ("learning_rate", "fast", "learning_rate must be a number, got 'fast'"),
     ("content_weight", float("nan"), "content_weight must be a finite number"),
     ("gram_shrinkage", 2.0, "gram_shrinkage must be at most 1"),
@@ -158,7 +168,7 @@ def test_a_bad_value_fails_when_the_grid_loads_naming_the_run_and_key(key, value
                                                                       tmp_path):
     good = {"steps": 3, "size": 32, "learning_rate": 0.1, "content_weight": 1.0,
             "gram_shrinkage": 0.5, "optimizer": "sgd", "style_layers": ["block1_conv1"],
-            "deterministic": False}[key]
+            "content_layers": ["block1_conv1"], "deterministic": False}[key]
     swept = {"name": "bad", "fixed": FAST, "axes": {"seed": [0, 1]},
              "runs": [{key: good}, {key: value, "seed": 2}]}
     fixed = {"fixed": {**FAST, key: value}, "axes": {"seed": [0, 1]}}
@@ -299,24 +309,26 @@ def local_backend():
 
 
 def test_a_failing_run_is_recorded_and_the_others_finish(local_backend, tmp_path):
-    # valid settings that fail only when run: a weight beyond float32 (non-finite loss) and
-    # a style image that does not exist
+    # valid settings that fail only when run: a style file that is not an image (weights
+    # too large for float32 are now refused when the grid loads) and one that does not exist
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"not a png")
     grid = {"fixed": FAST, "evaluate": EVALUATE,
-            "axes": {"content_weight": [1.0, 1e39]},
-            "runs": [{"style": "no_such_style.png"}]}
-    result = ablation.run_grid(grid, tmp_path, backend=local_backend, progress=False)
+            "runs": [{}, {"style": str(corrupt)}, {"style": "no_such_style.png"}]}
+    result = ablation.run_grid(grid, tmp_path / "out", backend=local_backend, progress=False)
+    out = tmp_path / "out"
     assert [r["status"] for r in result.rows] == ["completed", "failed", "failed"]
-    ok, huge, missing = (result.record(r["run_id"]) for r in result.rows)
-    assert ok["final"]["total"] > 0 and ablation.image_path(tmp_path, ok["run_id"]).is_file()
-    assert huge["error"].startswith("NonFiniteLossError: loss became non-finite at step 0")
-    assert huge["config"]["content_weight"] == 1e39
+    ok, bad, missing = (result.record(r["run_id"]) for r in result.rows)
+    assert ok["final"]["total"] > 0 and ablation.image_path(out, ok["run_id"]).is_file()
+    assert bad["error"].startswith("ImageError:") and "corrupt.png" in bad["error"]
+    assert bad["config"]["style"] == str(corrupt)
     assert missing["error"] == "ImageError: image not found: no_such_style.png"
-    for failed in (huge, missing):
-        assert not ablation.image_path(tmp_path, failed["run_id"]).exists()
-    rows = _csv_rows(tmp_path)
+    for failed in (bad, missing):
+        assert not ablation.image_path(out, failed["run_id"]).exists()
+    rows = _csv_rows(out)
     assert [r["status"] for r in rows] == ["completed", "failed", "failed"]
     assert "no_such_style.png" in rows[2]["error"]
-    assert sorted(result.failed) == sorted([huge["run_id"], missing["run_id"]])
+    assert sorted(result.failed) == sorted([bad["run_id"], missing["run_id"]])
 
 
 def test_local_processes_give_the_same_table_as_dask(local_backend, dask_results, tmp_path):
@@ -331,7 +343,7 @@ def test_local_processes_give_the_same_table_as_dask(local_backend, dask_results
 
 def test_every_example_grid_is_valid():
     expected = {"optimizers": 10, "style_layers": 5, "weights_alpha_beta": 8, "pyramids": 3,
-                "shrinkage": 3}
+                "shrinkage": 3, "controls": 5}
     examples = Path(__file__).resolve().parent.parent / "examples"
     for name, n_runs in expected.items():
         specs = ablation.load_grid(examples / f"{name}.yaml").expand()
@@ -388,3 +400,221 @@ def test_only_a_completed_legacy_record_stands_for_a_run(tmp_path):
     assert [s.run_id for s in stored] == [old[0].run_id] + [s.run_id for s in specs[1:]]
     ablation.persist(_fake_payload(specs[0]), tmp_path)  # once the new id is complete, it wins
     assert ablation.stored_specs(ablation.load_grid(GRID4), tmp_path)[0].run_id == specs[0].run_id
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _write_lock(out_dir, rid, *, host=None, pid=None, age=0.0, text=None):
+    """A lock file as another runner would have left it, ``age`` seconds old."""
+    path = ablation.lock_path(out_dir, rid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if text is None:
+        text = json.dumps({"pid": pid, "host": host or socket.gethostname(),
+                           "started": time.time() - age, "token": "theirs"})
+    path.write_text(text)
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_a_claim_is_exclusive_and_only_its_owner_releases_it(tmp_path):
+    token = ablation.claim(tmp_path, "r1")
+    held = json.loads(ablation.lock_path(tmp_path, "r1").read_text())
+    assert held["pid"] == os.getpid() and held["host"] == socket.gethostname()
+    assert held["token"] == token and abs(held["started"] - time.time()) < 60
+    assert ablation.claim_is_live(tmp_path, "r1")
+    assert ablation.claim(tmp_path, "r1") is None  # held (by a live process: this one)
+    ablation.release_claim(tmp_path, "r1", "not-the-token")
+    assert ablation.lock_path(tmp_path, "r1").exists()
+    ablation.release_claim(tmp_path, "r1", token)
+    assert not ablation.lock_path(tmp_path, "r1").exists()
+    assert ablation.read_claim(tmp_path, "r1") is None
+    assert ablation.claim(tmp_path, "r1") is not None  # free again
+
+
+STALE = ablation.STALE_CLAIM_SECONDS
+
+
+@pytest.mark.parametrize("lock, live", [
+    ({"pid": "parent"}, True),  # this host, a live process
+    ({"pid": "dead"}, False),  # this host, its process is gone: taken over at once
+    ({"pid": "parent", "age": STALE + 60}, False),  # alive but never refreshed: pid reused
+    ({"pid": 1, "host": "elsewhere"}, True),  # another host: trusted while fresh...
+    ({"pid": 1, "host": "elsewhere", "age": STALE + 60}, False),  # ...until stale
+    ({"text": ""}, True),  # unreadable (its runner is still writing it): trusted...
+    ({"text": "{not json", "age": STALE + 60}, False),  # ...until stale
+])
+def test_stale_claims_are_taken_over_and_live_ones_kept(lock, live, tmp_path):
+    pid = {"parent": os.getppid(), "dead": _dead_pid()}.get(lock.get("pid"), lock.get("pid"))
+    path = _write_lock(tmp_path, "r1", **{**lock, "pid": pid})
+    before = path.read_text()
+    assert ablation.claim_is_live(tmp_path, "r1") is live
+    token = ablation.claim(tmp_path, "r1")
+    if live:
+        assert token is None and path.read_text() == before
+    else:
+        ours = json.loads(path.read_text())
+        assert token is not None and (ours["pid"], ours["token"]) == (os.getpid(), token)
+    assert not path.with_suffix(".takeover").exists()
+
+
+def test_refreshing_keeps_a_claim_live(tmp_path):
+    path = _write_lock(tmp_path, "r1", host="elsewhere", pid=1, age=STALE - 5)
+    assert ablation.claim_is_live(tmp_path, "r1")
+    assert not ablation.claim_is_live(tmp_path, "r1", stale_seconds=STALE - 10)
+    ablation.refresh_claim(tmp_path, "r1")
+    assert time.time() - path.stat().st_mtime < 60
+    assert ablation.claim_is_live(tmp_path, "r1", stale_seconds=STALE - 10)
+
+
+def test_a_takeover_in_progress_is_respected(tmp_path):
+    _write_lock(tmp_path, "r1", pid=_dead_pid())
+    guard = ablation.lock_path(tmp_path, "r1").with_suffix(".takeover")
+    guard.write_text("")
+    assert ablation.claim(tmp_path, "r1") is None  # another runner is taking it over
+    os.utime(guard, (time.time() - 120,) * 2)  # ... or died doing so: the guard goes
+    assert ablation.claim(tmp_path, "r1") is None and not guard.exists()
+    assert ablation.claim(tmp_path, "r1") is not None
+
+
+def test_racing_runners_leave_exactly_one_owner_of_a_stale_claim(tmp_path):
+    _write_lock(tmp_path, "r1", pid=_dead_pid())
+    start = threading.Barrier(8)
+
+    def contend():
+        start.wait()
+        return ablation.claim(tmp_path, "r1")
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        tokens = [f.result() for f in [pool.submit(contend) for _ in range(8)]]
+    winners = [t for t in tokens if t is not None]
+    assert len(winners) == 1
+    assert json.loads(ablation.lock_path(tmp_path, "r1").read_text())["token"] == winners[0]
+
+
+# ----------------------------------------------------------------------------- runner: claims, stop
+
+
+class _InstantBackend:
+    """Runs nothing: every submitted run "completes" at once with a fake payload.
+
+    Checks that each run is claimed by this process when it is submitted, and records
+    the submitted ids, the most runs in flight and the runs cancelled. ``on_wait(n)`` is
+    called before the n-th wait (from 1), e.g. to interrupt.
+    """
+
+    def __init__(self, slots=1, on_wait=None, on_submit=None):
+        self.slots, self.on_wait, self.on_submit = slots, on_wait, on_submit
+        self.submitted, self.most, self.waits, self.cancelled = [], 0, 0, None
+
+    def submit(self, config, out_dir, base_dir):
+        rid = ablation.run_id(config)
+        held = ablation.read_claim(out_dir, rid)
+        assert held and held["pid"] == os.getpid(), f"{rid} sent to a worker unclaimed"
+        self.submitted.append(rid)
+        if self.on_submit:
+            self.on_submit(rid)
+        future = concurrent.futures.Future()
+        future.set_result(_fake_payload(ablation.RunSpec(rid, config, {})))
+        return future
+
+    def wait_first(self, futures):
+        self.waits += 1
+        self.most = max(self.most, len(futures))
+        if self.on_wait:
+            self.on_wait(self.waits)
+        return set(futures)
+
+    def cancel(self, futures):
+        self.cancelled = list(futures)
+
+
+def _locks(out_dir) -> list[str]:
+    return sorted(p.name for p in (Path(out_dir) / "runs").glob("*.lock"))
+
+
+def test_runs_are_claimed_as_slots_free_up_and_released_when_done(tmp_path):
+    backend = _InstantBackend(slots=2)
+    result = ablation.run_grid(GRID4, tmp_path, backend=backend, progress=False)
+    assert sorted(backend.submitted) == sorted(s.run_id for s in result.specs)
+    assert backend.most == 2  # never more runs claimed than can execute
+    assert sorted(result.executed) == sorted(backend.submitted) and result.left == []
+    assert [r["status"] for r in result.rows] == ["completed"] * 4
+    assert _locks(tmp_path) == []
+
+
+def test_runs_another_runner_holds_or_finished_are_left_to_it(tmp_path):
+    specs = ablation.load_grid(GRID4).expand()
+    held, finished, taken_over = specs[1].run_id, specs[2].run_id, specs[3].run_id
+    _write_lock(tmp_path, held, pid=os.getppid())  # a live runner on this host
+    _write_lock(tmp_path, taken_over, pid=_dead_pid())  # a runner that was killed
+
+    def other_runner_finishes(rid):  # while we run the first run, another runner
+        if rid == specs[0].run_id:  # completes the third
+            ablation.persist(_fake_payload(specs[2]), tmp_path)
+
+    backend = _InstantBackend(on_submit=other_runner_finishes)
+    result = ablation.run_grid(GRID4, tmp_path, backend=backend, progress=False)
+    assert backend.submitted == [specs[0].run_id, taken_over]
+    assert result.executed == backend.submitted and result.left == [held, finished]
+    assert [r["status"] for r in result.rows] == ["completed", "pending", "completed",
+                                                  "completed"]
+    assert _locks(tmp_path) == [f"{held}.lock"]  # only the other runner's claim remains
+    assert ablation.summary_line(result).startswith(
+        "4 runs (3 completed, 2 left to another runner); table: ")
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_stop_ends_the_workers_keeps_finished_runs_and_releases_claims(how, tmp_path):
+    def stop(n):
+        if n == 2:  # after the first run has been written
+            if how == "ctrl-c":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)  # handled by run_grid, in this thread
+
+    before = signal.getsignal(signal.SIGTERM)
+    backend = _InstantBackend(on_wait=stop)
+    with pytest.raises(ablation.GridInterrupted) as info:
+        ablation.run_grid(GRID4, tmp_path, backend=backend, progress=False)
+    stopped = info.value
+    assert isinstance(stopped, KeyboardInterrupt)
+    assert stopped.signum == (signal.SIGINT if how == "ctrl-c" else signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before  # restored
+    assert backend.submitted == [s.run_id for s in stopped.result.specs[:2]]
+    assert len(backend.cancelled) == 1  # the second run, in flight
+    assert stopped.result.executed == backend.submitted[:1]
+    assert [r["status"] for r in stopped.result.rows] == ["completed"] + ["pending"] * 3
+    assert [r["status"] for r in _csv_rows(tmp_path)] == ["completed"] + ["pending"] * 3
+    assert _locks(tmp_path) == []
+    again = ablation.run_grid(GRID4, tmp_path, backend=_InstantBackend(), progress=False)
+    assert again.skipped == backend.submitted[:1] and len(again.executed) == 3
+
+
+def test_a_killed_worker_fails_only_its_run_and_fresh_workers_take_the_rest(tmp_path):
+    class KillTheFirstWorker(ablation.LocalBackend):
+        killed = False
+
+        def submit(self, config, out_dir, base_dir):
+            future = super().submit(config, out_dir, base_dir)
+            if not self.killed:  # as the kernel's out-of-memory killer would
+                self.killed = True
+                for process in self._executor._processes.values():
+                    process.kill()
+            return future
+
+    grid = {"fixed": FAST, "evaluate": None, "axes": {"seed": [0, 1]}}
+    with KillTheFirstWorker(workers=1) as backend:
+        result = ablation.run_grid(grid, tmp_path, backend=backend, progress=False)
+    assert [r["status"] for r in result.rows] == ["failed", "completed"]
+    lost = result.record(result.rows[0]["run_id"])
+    assert lost["error"].startswith("worker lost: BrokenProcessPool")
+    assert lost["config"] == result.specs[0].config
+    assert _locks(tmp_path) == []

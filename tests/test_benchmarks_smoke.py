@@ -87,6 +87,23 @@ def test_turn_taking_reports_a_failing_participant():
 
 
 
+def test_machine_record_and_stamp_name_the_cpu_class_the_library_detects():
+    from nstlib import conv_choice
+
+    try:
+        flags = next(line.split(":", 1)[1].split() for line in open("/proc/cpuinfo")
+                     if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = []
+    expected = ("amx" if "amx_tile" in flags else "avx512" if "avx512f" in flags
+                else "avx2" if "avx2" in flags else "other")
+    info, stamp = common.machine_info(), common.stamp()
+    assert info["isa_class"] == stamp["isa_class"] == conv_choice.isa_class() == expected
+    assert info["cpu_model"] == stamp["cpu_model"] == conv_choice.cpu_model()
+    assert stamp["tensorflow"] == info["tensorflow"] and stamp["date_utc"][:4].isdigit()
+    assert set(info["cpu_flags"]) <= set(flags)
+
+
 def test_reference_loss_on_nstlib_matches_the_tutorial_model():
     import reference_tutorial as ref
     from time_to_image import ReferenceLoss

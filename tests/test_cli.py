@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import errno
 import functools
+import io
 import json
 import os
+import re
+import shutil
+import signal
+import struct
 import subprocess
 import sys
+import threading
+import time
+import zlib
+from pathlib import Path
 
 import cli_helpers
 import numpy as np
 import pytest
+import yaml
 from cli_helpers import run
+from fs_helpers import as_unprivileged, open_folder
 from PIL import Image
 
-from nstlib import cli, images, transfer
+from nstlib import ablation, cli, config, images, transfer
 from nstlib.optimize import History, NonFiniteLossError
+from nstlib.settings import StylizeConfig
 
 assert_one_line_error = functools.partial(cli_helpers.assert_one_line_error, command="stylize")
 
@@ -198,3 +213,840 @@ def test_precision_and_schedule_reach_the_record(pair, tmp_path, capsys):
     assert code == 0
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["compute_dtype"] == "bfloat16" and record["schedule"] == "cosine"
+
+
+# ----------------------------------------------------------------------------- issue 15:
+# nothing lost, nothing cryptic (outputs, inputs, signals)
+
+
+@pytest.fixture
+def open_dir():
+    with open_folder() as path:
+        yield path
+
+
+def _cli(*argv) -> list[str]:
+    """``python -m nstlib.cli ARGV`` as a command line for a real process."""
+    return [sys.executable, "-m", "nstlib.cli", *map(str, argv)]
+
+
+def test_outputs_get_the_umask_mode_and_an_existing_output_keeps_its_mode(pair, tmp_path,
+                                                                         capsys):
+    content, style = pair
+    out = tmp_path / "o.png"
+    old_umask = os.umask(0o022)
+    try:
+        assert run(["stylize", content, style, "-o", out, *FAST], capsys)[0] == 0
+        assert {p.name: oct(p.stat().st_mode & 0o777) for p in (out, out.with_suffix(".json"))} \
+            == {"o.png": "0o644", "o.json": "0o644"}  # 0o666 & ~umask, as open() gives
+        out.chmod(0o640)
+        assert run(["stylize", content, style, "-o", out, *FAST], capsys)[0] == 0
+    finally:
+        os.umask(old_umask)
+    assert oct(out.stat().st_mode & 0o777) == "0o640"
+    assert oct(out.with_suffix(".json").stat().st_mode & 0o777) == "0o644"
+
+
+def test_sigterm_during_stylize_writes_the_current_image_and_exits_143(pair, tmp_path):
+    content, style = pair
+    out = tmp_path / "r.png"
+    proc = subprocess.Popen(_cli("stylize", content, style, "-o", out, *FAST, "--steps",
+                                 "100000", "--save-every", "1", "--conv-impl", "standard"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "r.step0001.png").exists():  # the optimisation is running
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == cli.EXIT_TERMINATED == 143
+    assert err.strip() == f"nst: terminated (SIGTERM); the current image was written to {out}"
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["status"] == "interrupted" and record["steps"] == 100000
+    step = record["final"]["step"]
+    assert 1 <= step < 100000 and len(record["history"]["total"]) == step + 1
+    last_step_image = tmp_path / f"r.step{step:04d}.png"
+    if last_step_image.exists():  # the final image is the last recorded step's
+        np.testing.assert_array_equal(np.asarray(Image.open(out)),
+                                      np.asarray(Image.open(last_step_image)))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+WITH_PROGRESS = [a for a in FAST if a != "--no-progress"]
+
+
+def _read_stderr_into(proc, chunks: list) -> threading.Thread:
+    def read():
+        for chunk in iter(lambda: proc.stderr.read(64), ""):
+            chunks.append(chunk)
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_sigterm_during_demo_writes_the_current_image_and_exits_143(tmp_path):
+    """The progress bar (on stderr) shows when the first pair's optimisation is running."""
+    out_dir = tmp_path / "demo"
+    proc = subprocess.Popen(_cli("demo", "-o", out_dir, *WITH_PROGRESS, "--steps", "100000",
+                                 "--conv-impl", "standard"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    chunks: list[str] = []
+    reader = _read_stderr_into(proc, chunks)
+    try:
+        deadline = time.monotonic() + 240
+        while not re.search(r"\b[1-9]\d*/100000\b", "".join(chunks)):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(chunks)
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        reader.join(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == cli.EXIT_TERMINATED
+    out = out_dir / "chelsea_brushstrokes.png"
+    messages = [part.strip() for part in re.split(r"[\r\n]", "".join(chunks))
+                if part.strip() and not part.strip().startswith("stylize")]
+    assert messages == [f"nst: terminated (SIGTERM); the current image was written to {out}"]
+    assert json.loads(out.with_suffix(".json").read_text())["status"] == "interrupted"
+    assert np.asarray(Image.open(out)).shape[:2] == (21, 32)  # chelsea is 300x451
+    assert not (out_dir / "astronaut_mosaic.png").exists()  # the demo stopped there
+
+
+@pytest.mark.parametrize("sig, code, message", [
+    (signal.SIGINT, cli.EXIT_INTERRUPTED, "nst: interrupted"),
+    (signal.SIGTERM, cli.EXIT_TERMINATED, "nst: terminated (SIGTERM)"),
+])
+def test_signal_while_tensorflow_loads_is_one_line(sig, code, message, pair, tmp_path):
+    content, style = pair
+    out = tmp_path / "o.png"
+    proc = subprocess.Popen(_cli("stylize", content, style, "-o", out, *FAST),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    maps = Path(f"/proc/{proc.pid}/maps")
+    if not maps.exists():
+        proc.kill()
+        pytest.skip("needs /proc to see when TensorFlow starts loading")
+    try:
+        # TensorFlow's first shared library is mapped ~0.3 s in; its import takes seconds more.
+        deadline = time.monotonic() + 60
+        while "tensorflow" not in maps.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.005)
+        proc.send_signal(sig)
+        out_text, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == code
+    assert err == message + "\n" and out_text == ""
+    assert not out.exists()
+
+
+def test_usage_and_setting_errors_are_answered_without_importing_tensorflow(tmp_path):
+    folder = tmp_path / "already_a_folder.png"
+    folder.mkdir()
+    cases = [
+        ["stylize", "a.png", "b.png"],  # -o missing
+        ["stylize", "a.png", "b.png", "-o", "o.png", "--lr", "-1"],  # ConfigError
+        ["stylize", "a.png", "b.png", "-o", "o.png", "--lr", "1e30"],  # absurd
+        ["stylize", "a.png", "b.png", "-o", "o.png", "--content-weight", "1e39"],
+        ["stylize", "a.png", "b.png", "-o", str(folder)],  # output checked first too
+        ["demo", "--steps", "ten"],
+    ]
+    script = ("import json, sys, nstlib.cli\n"
+              "codes = []\n"
+              f"for argv in {cases!r}:\n"
+              "    try:\n"
+              "        codes.append(nstlib.cli.main(argv))\n"
+              "    except SystemExit as stop:\n"
+              "        codes.append(stop.code)\n"
+              "print(json.dumps([codes, 'tensorflow' in sys.modules]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    codes, imported = json.loads(proc.stdout)
+    assert codes == [cli.EXIT_BAD_INPUT] * len(cases) and imported is False
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == len(cases) and "Traceback" not in proc.stderr
+    assert "--learning-rate 1e+30 is absurd for adam" in lines[2]
+    assert "--content-weight 1e+39 is absurd" in lines[3]
+    assert f"output {folder} is a folder" in lines[4]
+
+
+@pytest.mark.parametrize("value, quick, warned", [("1", True, False), ("Yes", True, False),
+                                                  ("", False, False), ("off", False, False),
+                                                  ("banana", False, True)])
+def test_nst_quick_that_is_not_yes_or_no_is_said_in_one_line(value, quick, warned, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "import nstlib.config as c; print(c.QUICK)"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env={**os.environ, "NST_QUICK": value})
+    assert proc.returncode == 0 and proc.stdout.strip() == str(quick)
+    if warned:
+        assert proc.stderr.strip() == ("nstlib: NST_QUICK='banana' is not understood (use "
+                                       "1/true/yes/on or 0/false/no/off); quick mode is OFF")
+    else:
+        assert proc.stderr == ""
+
+
+# outputs are checked before the run
+
+
+def _assert_refused_before_the_run(argv, capsys, *fragments):
+    code, _, err = run(argv, capsys)
+    assert code == cli.EXIT_BAD_INPUT
+    assert_one_line_error(err, *fragments)
+    assert ".tmp" not in err  # never the hidden temporary file's name
+
+
+def test_output_that_is_a_folder_is_refused(pair, tmp_path, capsys):
+    content, style = pair
+    folder = tmp_path / "results.png"
+    folder.mkdir()
+    _assert_refused_before_the_run(["stylize", content, style, "-o", folder, *FAST], capsys,
+                                   f"output {folder} is a folder")
+    assert list(folder.iterdir()) == []
+
+
+def test_output_whose_json_record_would_be_a_folder_is_refused(pair, tmp_path, capsys):
+    content, style = pair
+    (tmp_path / "o.json").mkdir()
+    _assert_refused_before_the_run(["stylize", content, style, "-o", tmp_path / "o.png",
+                                    *FAST], capsys, f"output {tmp_path / 'o.json'} is a folder")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_output_under_a_file_is_refused(pair, tmp_path, capsys):
+    content, style = pair
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file, not a folder")
+    out = notes / "sub" / "o.png"
+    _assert_refused_before_the_run(["stylize", content, style, "-o", out, *FAST], capsys,
+                                   f"cannot write {out}: {notes} is a file, not a folder")
+    assert notes.read_text() == "a file, not a folder"
+
+
+def test_output_in_a_read_only_folder_is_refused_before_the_run(pair, open_dir, capsys,
+                                                                monkeypatch):
+    content, style = pair
+    read_only = open_dir / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    out = read_only / "new" / "o.png"
+    monkeypatch.setattr(cli, "_import_tensorflow_quietly",
+                        lambda: pytest.fail("the output must be checked before any work"))
+    with as_unprivileged():
+        _assert_refused_before_the_run(["stylize", content, style, "-o", out, *FAST], capsys,
+                                       f"cannot write {out}: folder {read_only} is not "
+                                       f"writable (Permission denied)")
+    assert list(read_only.iterdir()) == []
+
+
+def test_output_that_is_a_hard_link_to_an_input_is_refused(pair, tmp_path, capsys):
+    content, style = pair
+    link = tmp_path / "link.png"
+    os.link(content, link)
+    before = content.read_bytes()
+    _assert_refused_before_the_run(["stylize", content, style, "-o", link, *FAST], capsys,
+                                   f"refusing to overwrite the input image {content}: "
+                                   f"{link} is that file")
+    assert content.read_bytes() == before
+
+
+@pytest.mark.parametrize("sample, suffix", [("chelsea", ".jpg"), ("brushstrokes", ".png")])
+def test_a_bundled_sample_given_by_name_is_never_overwritten(sample, suffix, pair, tmp_path,
+                                                             capsys, monkeypatch):
+    data = tmp_path / "data"
+    shutil.copytree(config.DATA_DIR, data)
+    monkeypatch.setattr(config, "DATA_DIR", data)
+    monkeypatch.chdir(tmp_path)  # "chelsea" is not a file here: it names the sample
+    target = data / f"{sample}{suffix}"
+    before = target.read_bytes()
+    content, style = pair
+    argv = (["stylize", sample, style] if sample in images.CONTENT_SAMPLES
+            else ["stylize", content, sample])
+    _assert_refused_before_the_run([*argv, "-o", target, *FAST], capsys,
+                                   f"refusing to overwrite the input image {sample} ({target})")
+    assert target.read_bytes() == before
+    assert not target.with_suffix(".json").exists()
+
+
+def test_existing_output_and_record_are_replaced_with_one_line(pair, tmp_path, capsys):
+    content, style = pair
+    out = tmp_path / "o.png"
+    assert run(["stylize", content, style, "-o", out, *FAST], capsys)[0] == 0
+    out.with_suffix(".json").write_text("{}")
+    code, _, err = run(["stylize", content, style, "-o", out, *FAST], capsys)
+    assert code == 0
+    assert err.strip() == f"nst: replacing the existing {out} and {out.with_suffix('.json')}"
+    assert json.loads(out.with_suffix(".json").read_text())["status"] == "completed"
+
+
+def test_failed_run_record_has_its_settings_and_inputs(pair, tmp_path, capsys, monkeypatch):
+    content, style = pair
+    history = History()
+    history.append(0, {"total": 1.0}, 0.0)
+
+    def diverging(*args, **kwargs):
+        raise NonFiniteLossError("loss became non-finite at step 1", np.zeros((1, 4, 4, 3)),
+                                 history)
+
+    monkeypatch.setattr(transfer, "stylize", diverging)
+    out = tmp_path / "o.png"
+    code, _, _ = run(["stylize", content, style, "-o", out, *FAST, "--style-weight", "7"],
+                     capsys)
+    assert code == cli.EXIT_FAILED
+    record = json.loads(out.with_suffix(".json").read_text())
+    expected = StylizeConfig.from_flat(size=32, steps=3, weights="random", style_weight=7,
+                                       content_layers="block2_conv1",
+                                       style_layers="block1_conv1,block2_conv1").to_flat()
+    assert {k: record[k] for k in expected} == expected
+    assert record["content"] == str(content) and record["style"] == str(style)
+    assert record["status"] == "failed" and record["history"]["total"] == [1.0]
+
+
+def test_image_over_pillows_own_limit_is_read_when_max_pixels_allows(tmp_path, pair, capsys):
+    """A 95-megapixel PNG header (no pixel data): Pillow's 89 M limit must not decide."""
+    _, style = pair
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_header_only(10_000, 9_500))
+    code, _, err = run(["stylize", path, style, "-o", tmp_path / "o.png", *FAST,
+                        "--max-pixels", "100000000"], capsys)
+    assert code == cli.EXIT_BAD_INPUT
+    assert_one_line_error(err, "corrupt or truncated image")  # decoding began: size accepted
+    code, _, err = run(["stylize", path, style, "-o", tmp_path / "o.png", *FAST], capsys)
+    assert_one_line_error(err, "image too large", "10000x9500", "64,000,000")
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_unreadable_input_is_reported_as_permission_denied(pair, open_dir, capsys):
+    content, style = pair
+    secret = open_dir / "secret.png"
+    shutil.copy(content, secret)
+    secret.chmod(0o000)
+    out_dir = open_dir / "out"
+    out_dir.mkdir()
+    out_dir.chmod(0o777)
+    images.load_image(content)  # Pillow's plugins are loaded before permissions tighten
+    with as_unprivileged():
+        code, _, err = run(["stylize", secret, style, "-o", out_dir / "o.png", *FAST], capsys)
+    assert code == cli.EXIT_BAD_INPUT
+    assert_one_line_error(err, f"permission denied: {secret}")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_weights_file_that_is_not_hdf5_is_one_line_exit_2(pair, tmp_path, capsys):
+    content, style = pair
+    notes = tmp_path / "vgg19.h5"
+    notes.write_text("not weights")
+    code, _, err = run(["stylize", content, style, "-o", tmp_path / "o.png", *FAST,
+                        "--weights", notes], capsys)
+    assert code == cli.EXIT_BAD_INPUT
+    assert_one_line_error(err, f"not a VGG19 weights file: {notes} (not an HDF5 file)")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_size_too_small_for_the_deepest_layer_is_one_line(pair, tmp_path, capsys):
+    content, style = pair
+    code, _, err = run(["stylize", content, style, "-o", tmp_path / "o.png", "--size", "18",
+                        "--weights", "random", "--no-progress"], capsys)
+    assert code == cli.EXIT_BAD_INPUT  # 40x48 at 18 px is 15x18; block5_conv1 needs 16
+    assert_one_line_error(err, "size 18 is too small: the content image would be 15x18 px and "
+                               "block5_conv1 needs a shorter side of at least 16 px")
+
+
+# ----------------------------------------------------------------------------- controls, batches
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """A folder with two photographs, and a style image next to it."""
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / "a.png")
+    Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(folder / "b.jpg")
+    style = tmp_path / "style.png"
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(style)
+    return folder, style
+
+
+def test_several_contents_write_one_result_and_record_each(photos, tmp_path, capsys):
+    folder, style = photos
+    out = tmp_path / "out"
+    code, stdout, _ = run(["stylize", folder / "a.png", folder / "b.jpg", style, "-o", out,
+                           *FAST, "--preserve-colors", "luminance"], capsys)
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
+    for name, source in (("a", "a.png"), ("b", "b.jpg")):
+        record = json.loads((out / f"{name}.json").read_text())
+        assert record["content"] == str(folder / source) and record["style"] == str(style)
+        assert record["preserve_colors"] == "luminance"
+    assert "2 of 2 images stylized" in stdout
+
+
+def test_a_folder_with_a_bad_image_reports_it_and_finishes_the_others(photos, tmp_path,
+                                                                      capsys):
+    folder, style = photos
+    (folder / "broken.png").write_bytes(b"not an image")
+    before = sorted(p.name for p in folder.iterdir())
+    out = tmp_path / "out"
+    code, _, err = run(["stylize", folder, "--style", style, "-o", out, *FAST], capsys)
+    assert code == cli.EXIT_FAILED
+    errors = [line for line in err.splitlines() if line.startswith("nst: error:")]
+    assert len(errors) == 2 and "broken.png" in errors[0] and "not an image" in errors[0]
+    assert "1 of 3 inputs failed" in errors[1] and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
+    assert sorted(p.name for p in folder.iterdir()) == before  # inputs untouched
+
+
+def test_several_styles_blend_and_masks_reach_the_record(photos, tmp_path, capsys):
+    folder, style = photos
+    left = np.zeros((40, 48), np.uint8)
+    left[:, :24] = 255
+    masks = tmp_path / "left.png", tmp_path / "right.png"
+    Image.fromarray(left).save(masks[0])
+    Image.fromarray(255 - left).save(masks[1])
+    out = tmp_path / "masked.png"
+    code, _, _ = run(["stylize", folder / "a.png", "--style", style, "--style", "stripes",
+                      "--style-blend", "3,1", "--style-mask", masks[0], "--style-mask",
+                      masks[1], "--style-scale", "0.5", "-o", out, *FAST], capsys)
+    assert code == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["style"] == [str(style), "stripes"] and record["style_blend"] == [3.0, 1.0]
+    assert record["style_masks"] == [str(m) for m in masks]
+    assert record["style_scale"] == 0.5 and record["style_shape"] == [1, 16, 16, 3]
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--style", "stripes", "--style-blend", "1,2,3"],
+     "--style-blend has 3 weights for 2 style image(s)"),
+    (["--style", "stripes", "--style-blend", "1,-1"], "--style-blend must be at least 0, got -1"),
+    (["--style-mask", "m.png", "--style", "stripes"], "1 --style-mask for 2 style image(s)"),
+    (["--style-size", "16", "--style-scale", "0.5"], "--style-size (16) and style_scale (0.5)"),
+    (["--style-scale", "0"], "--style-scale must be greater than 0"),
+])
+def test_bad_controls_are_one_line_usage_errors(extra, fragment, pair, tmp_path, capsys):
+    content, style = pair
+    out = tmp_path / "o.png"
+    code, _, err = run(["stylize", content, "--style", style, "-o", out, *FAST, *extra], capsys)
+    assert code == cli.EXIT_BAD_INPUT
+    assert_one_line_error(err, fragment)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("make_mask, fragment", [
+    (lambda d: Image.fromarray(np.zeros((10, 10), np.uint8) + 255).save(d / "m.png"),
+     "style mask 1 ({d}/m.png) is 10x10 pixels; it must have the content image's size"),
+    (lambda d: (d / "m.png").write_text("not a mask"), "not an image Pillow can read"),
+])
+def test_a_bad_mask_is_one_line(make_mask, fragment, pair, tmp_path, capsys):
+    content, style = pair
+    make_mask(tmp_path)
+    out = tmp_path / "o.png"
+    code, _, err = run(["stylize", content, style, "--style-mask", tmp_path / "m.png", "-o",
+                        out, *FAST], capsys)
+    assert code == cli.EXIT_BAD_INPUT
+    assert_one_line_error(err, fragment.format(d=tmp_path))
+    assert not out.exists()
+
+
+def test_batch_output_must_be_a_folder_and_never_an_input(photos, capsys):
+    folder, style = photos
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    code, _, err = run(["stylize", folder, "--style", style, "-o", folder, *FAST], capsys)
+    assert code == cli.EXIT_BAD_INPUT
+    assert_one_line_error(err, "refusing to overwrite the input image", "a.png")
+    code, _, err = run(["stylize", folder / "a.png", folder / "b.jpg", style, "-o",
+                        folder / "x.png", *FAST], capsys)
+    assert code == cli.EXIT_BAD_INPUT
+    assert_one_line_error(err, "2 content images, so -o must be a folder")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_one_positional_without_style_is_a_usage_error(pair, tmp_path, capsys):
+    content, _ = pair
+    code, _, err = run(["stylize", content, "-o", tmp_path / "o.png", *FAST], capsys)
+    assert code == cli.EXIT_BAD_INPUT
+    assert_one_line_error(err, "give a content and a style image")
+
+
+def test_write_failure_at_the_end_names_the_output_not_the_temporary_file(pair, tmp_path,
+                                                                          capsys, monkeypatch):
+    content, style = pair
+    out = tmp_path / "o.png"
+
+    def disk_full(self, path, inputs=()):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".o.png.1a2b.tmp"))
+
+    monkeypatch.setattr(transfer.StylizeResult, "save", disk_full)
+    code, _, err = run(["stylize", content, style, "-o", out, *FAST], capsys)
+    assert code == cli.EXIT_FAILED
+    assert_one_line_error(err, f"could not write {out} (No space left on device)")
+    assert ".tmp" not in err
+
+
+# ----------------------------------------------------------------------------- memory check
+
+
+def _nst_without_tensorflow(*argv, timeout=120):
+    """Run ``nst`` in a fresh process; also reports whether TensorFlow got imported."""
+    code = ("import sys; from nstlib import cli; code = cli.main(sys.argv[1:]); "
+            "print('TF' if 'tensorflow' in sys.modules else 'noTF', file=sys.stderr); "
+            "sys.exit(code)")
+    return subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_a_size_that_cannot_fit_is_refused_in_one_line_before_tensorflow(tmp_path):
+    import re
+
+    out = tmp_path / "o.png"
+    for command in (["stylize", "chelsea", "brushstrokes", "-o", out], ["demo", "-o", tmp_path]):
+        proc = _nst_without_tensorflow(*command, "--size", "100000")
+        assert proc.returncode == cli.EXIT_BAD_INPUT, proc.stderr
+        error, marker = proc.stderr.strip().splitlines()
+        assert marker == "noTF"
+        assert re.fullmatch(r"nst: error: --size 100000 needs about [\d.]+ TiB, [\d.]+ [GMT]iB "
+                            r"available; the largest size that fits is about \d+ px", error)
+    assert not out.exists() and not list(tmp_path.glob("*.png"))
+
+
+def test_dry_run_prints_memory_and_time_and_loads_no_tensorflow(tmp_path):
+    from nstlib import resources
+    from nstlib.settings import StylizeConfig
+
+    out = tmp_path / "o.png"
+    proc = _nst_without_tensorflow("stylize", "chelsea", "brushstrokes", "-o", out,
+                                   "--dry-run", "--size", "128", "--steps", "7")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "noTF" and not out.exists()
+    config = StylizeConfig.from_flat(size=128, steps=7)
+    expected = resources.describe(config, resources.image_hw("chelsea"),
+                                  resources.image_hw("brushstrokes"), None)
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == expected[0] == "result 128x85 px, float32, adam, 7 steps"
+    assert lines[1].startswith(expected[1].split(" (")[0])  # the predicted peak
+    assert lines[2] == expected[2] and "seconds per step (estimated)" in lines[2]
+    assert "available: " in lines[1]
+
+
+def test_dry_run_of_a_run_that_cannot_fit_exits_2(tmp_path):
+    proc = _nst_without_tensorflow("stylize", "chelsea", "brushstrokes", "-o",
+                                   tmp_path / "o.png", "--dry-run", "--size", "100000")
+    assert proc.returncode == cli.EXIT_BAD_INPUT
+    assert "predicted peak memory" in proc.stdout
+    assert proc.stderr.splitlines()[0].startswith("nst: error: --size 100000 needs about")
+
+
+# ----------------------------------------------------------------------- nst ablate and nst report
+
+
+assert_one_line_error_cli_ablate = functools.partial(cli_helpers.assert_one_line_error,
+                                                     command="ablate")
+
+
+GRID = {"name": "cli test",
+        "fixed": {"content": "chelsea", "style": "mosaic", "size": 32, "steps": 3,
+                  "weights": "random", "content_layers": ["block2_conv1"],
+                  "style_layers": ["block1_conv1", "block2_conv1"]},
+        "axes": {"style_weight": [1.0, 30.0]},
+        "evaluate": {"weights": "random", "content_layers": ["block2_conv1"],
+                     "style_layers": ["block1_conv1"]}}
+
+
+PROCESS_TIMEOUT = 600  # seconds; generous for a loaded 2-core machine
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("fixed: {content: chelsea, style: mosaic\n", ("invalid YAML", "line 2")),
+    ("fixed: {content: chelsea, style: mosaic}\naxes: {optimiser: [adam]}\n",
+     ("unknown setting 'optimiser' in axes", "did you mean 'optimizer'")),
+    ("fixed: {content: chelsea}\n", ("every run needs 'style'",)),
+    ("- just\n- a list\n", ("a grid must be a mapping",)),
+    ("fixed: {content: chelsea, style: mosaic}\naxes: {seed: 3}\n",
+     ("axis 'seed' must be a non-empty list",)),
+    # wrong types are found when the grid loads, not inside every worker
+    ("fixed: {content: chelsea, style: mosaic, steps: ten}\naxes: {seed: [0, 1]}\n",
+     ("run 1 (seed=0): steps must be a whole number, got 'ten'",)),
+    ("fixed: {content: chelsea, style: mosaic, size: [1, 2]}\n",
+     ("run 1: size must be a whole number, got [1, 2]",)),
+    ("fixed: {content: chelsea, style: mosaic}\naxes: {content_layers: [5]}\n",
+     ("run 1 (content_layers=5): content_layers must be a list, got 5",)),
+    ("fixed: {content: chelsea, style: mosaic}\nruns: [{colour: red}]\n",
+     ("unknown setting 'colour' in runs[1]", "valid settings: content, style")),
+    ("fixed: {content: chelsea, style: mosaic}\nsteps: 3\n",
+     ("unknown key(s) 'steps'; a grid has name, fixed, axes, runs, evaluate",)),
+])
+def test_bad_grid_file_is_one_line_and_exit_2(text, fragments, tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(text)
+    out = tmp_path / "results"
+    code, stdout, err = run(["ablate", grid, "-o", out], capsys)
+    assert code == 2 and stdout == ""
+    assert_one_line_error_cli_ablate(err, str(grid), *fragments)
+    assert not out.exists()  # nothing written for a bad grid
+
+
+def test_a_bad_grid_fails_before_tensorflow_is_imported(tmp_path):
+    grid, out = tmp_path / "grid.yaml", tmp_path / "results"
+    grid.write_text("fixed: {content: chelsea, style: mosaic, steps: ten}\n")
+    probe = ("import sys\nfrom nstlib import cli\ncode = cli.main(sys.argv[1:])\n"
+             "print(code, 'tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe, "ablate", str(grid), "-o", str(out)],
+                          capture_output=True, text=True, timeout=PROCESS_TIMEOUT)
+    assert proc.stdout == "2 False\n"
+    assert_one_line_error_cli_ablate(proc.stderr, "steps must be a whole number, got 'ten'")
+    assert not out.exists()
+
+
+def test_missing_grid_file_and_bad_options(tmp_path, capsys):
+    code, _, err = run(["ablate", tmp_path / "nope.yaml", "-o", tmp_path / "r"], capsys)
+    assert code == 2
+    assert_one_line_error_cli_ablate(err, "grid file not found", "nope.yaml")
+    grid = tmp_path / "g.yaml"
+    grid.write_text(yaml.safe_dump(GRID))
+    code, _, err = run(["ablate", grid, "-o", tmp_path / "r", "--scheduler", "tcp://h:1",
+                        "--workers", "2"], capsys)
+    assert code == 2
+    assert_one_line_error_cli_ablate(err, "--workers applies to local processes")
+    code, _, err = run(["ablate", grid, "-o", tmp_path / "r", "--scheduler", "nowhere"], capsys)
+    assert code == 2
+    assert_one_line_error_cli_ablate(err, "scheduler must be 'local-cluster' or an address")
+    with pytest.raises(SystemExit) as info:  # argparse: usage errors exit 2 too
+        cli.main(["ablate", str(grid), "-o", str(tmp_path / "r"), "--workers", "0"])
+    assert info.value.code == 2
+    assert_one_line_error_cli_ablate(capsys.readouterr().err, "--workers: must be positive")
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_on_a_folder_that_is_not_a_results_folder(tmp_path, capsys):
+    code, _, err = run(["report", tmp_path], capsys)
+    assert code == 2
+    assert_one_line_error_cli_ablate(err, "is not a results folder")
+
+
+def test_ablate_then_report(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump(GRID, sort_keys=False))
+    out = tmp_path / "results"
+    code, stdout, err = run(["ablate", grid, "-o", out, "--workers", "1", "--no-progress"],
+                            capsys)
+    assert code == 0, err
+    assert stdout.startswith("2 runs (2 completed)") and "results.csv" in stdout
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["style_weight"]) for r in rows] == [1.0, 30.0]
+    assert all(r["status"] == "completed" for r in rows)
+    # the heavier style weight lowers the style term of the objective
+    assert float(rows[1]["final_style"]) < float(rows[0]["final_style"])
+
+    code, stdout, err = run(["report", out], capsys)
+    assert code == 0, err
+    written = stdout.split()
+    assert written == [str(out / n) for n in ("images.png", "metrics.png", "results.md",
+                                              "results.csv")]
+    for name in ("images.png", "metrics.png"):
+        image = np.asarray(Image.open(out / name))
+        assert image.ndim == 3 and min(image.shape[:2]) > 200 and image.std() > 0
+    markdown = (out / "results.md").read_text()
+    assert markdown.startswith("# Ablation: cli test")
+    assert "VGG19 weights: random" in markdown and "![images.png](images.png)" in markdown
+    table = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 2 and "style_weight" in table[0]
+    for row, line in zip(rows, table[1:], strict=True):
+        assert f"`{row['run_id']}`" in line and "completed" in line
+        assert f"{float(row['final_total']):.4g}" in line
+    record = json.loads(ablation.record_path(out, rows[0]["run_id"]).read_text())
+    assert record["weights_source"] == "random" and record["status"] == "completed"
+
+
+def _results_folder(out, completed: set[int]) -> list:
+    """A results folder of GRID's runs (plus a third) as ``nst ablate`` leaves it: the runs
+    numbered in ``completed`` completed (a real PNG), the others failed with an error."""
+    grid = ablation.load_grid({**GRID, "runs": [{"style_weight": 5.0}]})
+    specs = grid.expand()
+    ablation.save_grid(grid, out)
+    for i, spec in enumerate(specs):
+        png = io.BytesIO()
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(png, format="PNG")
+        ok = i in completed
+        record = {"run_id": spec.run_id, "config": spec.config,
+                  "status": "completed" if ok else "failed",
+                  "error": None if ok else f"NonFiniteLossError: run {i} exploded",
+                  "final": {"step": 3, "total": 2.0 + i, "content": 1.0, "style": 0.5 + i,
+                            "tv": 0.1} if ok else {},
+                  "history": {"seconds": [0.0, 0.5, 1.0], "total": [9.0, 4.0, 2.0 + i]}
+                  if ok else {},
+                  "metrics": {"ssim": 0.5} if ok else {}, "weights_source": "random",
+                  "environment": {"nstlib": "x", "tensorflow": "y", "host": "h"}}
+        ablation.persist({"record": record, "png": png.getvalue() if ok else None}, out)
+    return specs
+
+
+def test_report_of_a_folder_whose_runs_all_failed_lists_the_failures(tmp_path, capsys):
+    out = tmp_path / "results"
+    specs = _results_folder(out, completed=set())
+    code, stdout, err = run(["report", out], capsys)
+    assert code == 1  # no report with figures: a script should notice
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [f"nst: error: no completed runs in {out} (3 failed, 0 not run); "
+                     f"{out / 'results.md'} lists them with their errors"]
+    assert stdout.split() == [str(out / "results.md"), str(out / "results.csv")]
+    assert not (out / "images.png").exists() and not (out / "metrics.png").exists()
+    markdown = (out / "results.md").read_text()
+    table = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 3 and "![" not in markdown
+    for i, (spec, line) in enumerate(zip(specs, table[1:], strict=True)):
+        assert f"`{spec.run_id}`" in line and "| failed |" in line
+        assert f"* run #{i + 1} `{spec.run_id}` failed: NonFiniteLossError: run {i} " \
+               f"exploded" in markdown
+    assert "3 runs: 0 completed, 3 failed, 0 not run." in markdown
+
+
+def test_report_with_failed_and_completed_runs_plots_the_completed_ones(tmp_path, capsys):
+    out = tmp_path / "results"
+    specs = _results_folder(out, completed={1})
+    code, stdout, err = run(["report", out], capsys)
+    assert code == 0 and err == ""
+    assert stdout.split() == [str(out / n) for n in ("images.png", "metrics.png",
+                                                      "results.md", "results.csv")]
+    markdown = (out / "results.md").read_text()
+    assert "3 runs: 1 completed, 2 failed, 0 not run." in markdown
+    assert "![metrics.png](metrics.png)" in markdown
+    assert f"run #1 `{specs[0].run_id}` failed: NonFiniteLossError: run 0 exploded" in markdown
+    assert f"run #2 `{specs[1].run_id}` failed" not in markdown
+    result = ablation.load_results(out)
+    figure = ablation.plot_metrics(result)
+    bars, curves = figure.axes[:2]
+    heights = [patch.get_height() for patch in bars.patches]
+    assert heights[1] == 3.0 and np.isnan(heights[0]) and np.isnan(heights[2])
+    assert bars.get_yscale() == "log" and curves.get_yscale() == "log"
+    assert [list(line.get_ydata()) for line in curves.lines] == [[9.0, 4.0, 3.0]]
+    # with nothing positive to plot the axes stay linear instead of failing
+    failed = ablation.load_results(out)
+    failed.rows = [{**row, "status": "failed"} for row in failed.rows]
+    figure = ablation.plot_metrics(failed)
+    assert [ax.get_yscale() for ax in figure.axes[:2]] == ["linear", "linear"]
+
+
+TINY = {**GRID, "fixed": {**GRID["fixed"], "steps": 20}, "axes": {"seed": list(range(5))}}
+
+
+def _nst(*argv) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "nstlib.cli", *map(str, argv)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _versions(runs) -> dict[str, tuple]:
+    """Each record's identity now: {file name: (inode, mtime_ns, size)}."""
+    found = {}
+    for path in runs.glob("*.json"):
+        with contextlib.suppress(FileNotFoundError):
+            stat = path.stat()
+            found[path.name] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    """The ids of the processes whose parent is ``pid`` (Linux /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
+
+
+def _running(pids, wait: float = 30.0) -> list[str]:
+    """The command lines of those ``pids`` still running after up to ``wait`` seconds."""
+    deadline, running = time.monotonic() + wait, list(pids)
+    while running and time.monotonic() < deadline:
+        time.sleep(0.1)
+        running = []
+        for pid in pids:
+            with contextlib.suppress(OSError, IndexError):
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                if stat.rsplit(")", 1)[1].split()[0] != "Z":  # Z: exited, not yet reaped
+                    running.append(Path(f"/proc/{pid}/cmdline").read_text())
+    return running
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sigterm_stops_ablate_cleanly_and_a_rerun_completes_the_rest(tmp_path):
+    grid, out = tmp_path / "grid.yaml", tmp_path / "results"
+    grid.write_text(yaml.safe_dump(TINY))
+    proc = _nst("ablate", grid, "-o", out, "--workers", "1", "--no-progress")
+    deadline, workers = time.monotonic() + PROCESS_TIMEOUT, set()
+    while not _versions(out / "runs") and proc.poll() is None:
+        assert time.monotonic() < deadline, "no run finished in time"
+        workers.update(_children(proc.pid))
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    workers.update(_children(proc.pid))
+    proc.send_signal(signal.SIGTERM)
+    stdout, err = proc.communicate(timeout=PROCESS_TIMEOUT)
+    assert proc.returncode == 143, err
+    finished = {path.stem for path in (out / "runs").glob("*.json")}
+    assert 1 <= len(finished) < 5
+    assert err.splitlines() == [
+        f"nst: stopped by SIGTERM: {len(finished)} run(s) finished before it, "
+        f"{len(finished)} of 5 complete in {out}; re-run the same command to complete the rest"]
+    assert stdout == ""
+    assert workers and _running(workers) == []  # no orphaned worker
+    assert not list((out / "runs").glob("*.lock"))
+    with open(out / "results.csv", newline="") as handle:
+        statuses = {r["run_id"]: r["status"] for r in csv.DictReader(handle)}
+    assert {k for k, v in statuses.items() if v == "completed"} == finished
+    kept = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "runs").iterdir()}
+
+    proc = _nst("ablate", grid, "-o", out, "--workers", "1", "--no-progress")
+    stdout, err = proc.communicate(timeout=PROCESS_TIMEOUT)
+    assert proc.returncode == 0, err
+    assert stdout.startswith(f"5 runs (5 completed, {len(finished)} already complete); ")
+    assert err == ""
+    for name, (data, mtime) in kept.items():  # the finished runs were not run again
+        assert (out / "runs" / name).read_bytes() == data
+        assert (out / "runs" / name).stat().st_mtime_ns == mtime
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert len(records) == 5 and all(r["status"] == "completed" for r in records)
+
+
+def test_two_runners_on_one_folder_run_each_run_once(tmp_path):
+    grid, out = tmp_path / "grid.yaml", tmp_path / "results"
+    grid.write_text(yaml.safe_dump({**TINY, "axes": {"seed": list(range(6))}}))
+    runners = [_nst("ablate", grid, "-o", out, "--workers", "1", "--no-progress")
+               for _ in range(2)]
+    # Every execution writes its record once (atomically: a new file); a run executed
+    # twice would show two versions of its record.
+    seen, deadline = {}, time.monotonic() + PROCESS_TIMEOUT
+    while any(r.poll() is None for r in runners):
+        assert time.monotonic() < deadline, "the runners did not finish in time"
+        for name, version in _versions(out / "runs").items():
+            seen.setdefault(name, set()).add(version)
+        time.sleep(0.05)
+    outputs = [r.communicate() for r in runners]
+    for name, version in _versions(out / "runs").items():
+        seen.setdefault(name, set()).add(version)
+    assert [r.returncode for r in runners] == [0, 0], outputs
+    assert len(seen) == 6 and all(len(v) == 1 for v in seen.values()), seen
+    executed = []
+    for stdout, err in outputs:
+        assert err == ""
+        summary = re.fullmatch(r"6 runs \(\d completed(?:, (\d+) already complete)?"
+                               r"(?:, (\d+) left to another runner)?\); table: .*\n", stdout)
+        assert summary, stdout
+        executed.append(6 - sum(int(n or 0) for n in summary.groups()))
+    assert sum(executed) == 6 and min(executed) >= 1, executed  # shared, each run once
+    assert not list((out / "runs").glob("*.lock"))
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert len(records) == 6 and all(r["status"] == "completed" for r in records)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from fs_helpers import as_unprivileged, open_folder
 from PIL import Image
 
 import nstlib
@@ -550,3 +554,135 @@ def test_as_hwc_shapes_values_and_errors():
         as_hwc(np.zeros((2, 4, 4, 3)), "content")
     with pytest.raises(ValueError, match=r"image must have shape \(H, W\), \(H, W, C\)"):
         as_hwc(np.zeros(5))
+
+
+# ----------------------------------------------------------------------------- issue 15
+
+
+def _png_16_bit(path, values: np.ndarray) -> None:
+    """Write (H, W, 3|4) uint16 as a 16-bit PNG by hand (Pillow cannot write 48/64-bit).
+
+    Scanlines use filters 0-4 in turn, so Pillow's unfiltering is exercised with the
+    6 (or 8) bytes per pixel of 16-bit RGB (RGBA).
+    """
+    height, width, channels = values.shape
+    raw = values.astype(">u2").tobytes()
+    stride, bpp = width * channels * 2, channels * 2
+    rows = [np.frombuffer(raw[y * stride:(y + 1) * stride], np.uint8).astype(np.int32)
+            for y in range(height)]
+    lines = []
+    for y, row in enumerate(rows):
+        kind = y % 5
+        up = rows[y - 1] if y else np.zeros_like(row)
+        left = np.concatenate([np.zeros(bpp, np.int32), row[:-bpp]])
+        up_left = np.concatenate([np.zeros(bpp, np.int32), up[:-bpp]])
+        if kind == 0:
+            predicted = np.zeros_like(row)
+        elif kind == 1:
+            predicted = left
+        elif kind == 2:
+            predicted = up
+        elif kind == 3:
+            predicted = (left + up) // 2
+        else:
+            p = left + up - up_left
+            pa, pb, pc = abs(p - left), abs(p - up), abs(p - up_left)
+            predicted = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
+        lines.append(bytes([kind]) + ((row - predicted) % 256).astype(np.uint8).tobytes())
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 6 if channels == 4 else 2, 0, 0, 0)
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                           + chunk(b"IDAT", zlib.compress(b"".join(lines)))
+                           + chunk(b"IEND", b""))
+
+
+def _gradient_16_bit(height: int, width: int, channels: int) -> np.ndarray:
+    """(H, W, C) uint16 ramps whose values are (almost all) not multiples of 257."""
+    y, x = np.mgrid[0:height, 0:width]
+    planes = [(x * 4099 + y * 131 + 7) % 65536, (y * 3001 + x * 17 + 1000) % 65536,
+              (x * y * 97 + 12345) % 65536, (x * 5003 + y * 7) % 65536][:channels]
+    return np.stack(planes, axis=-1).astype(np.uint16)
+
+
+def test_16_bit_rgb_png_is_read_at_16_bits(tmp_path):
+    values = _gradient_16_bit(10, 13, 3)
+    assert np.mean(values % 257 != 0) > 0.9
+    _png_16_bit(tmp_path / "rgb16.png", values)
+    assert Image.open(tmp_path / "rgb16.png").mode == "RGB"  # Pillow alone: 8 bits
+    array = _load(tmp_path / "rgb16.png")
+    np.testing.assert_allclose(array, values / 65535.0, rtol=0, atol=1e-6)
+    assert len(np.unique(array)) > len(np.unique(np.round(array * 255)))  # not 8-bit steps
+
+
+def test_16_bit_rgba_png_is_read_at_16_bits_and_composited_on_white(tmp_path):
+    values = _gradient_16_bit(6, 9, 4)
+    _png_16_bit(tmp_path / "rgba16.png", values)
+    rgba = values / 65535.0
+    expected = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+    np.testing.assert_allclose(_load(tmp_path / "rgba16.png"), expected, rtol=0, atol=1e-6)
+
+
+def test_pillows_own_pixel_limit_does_not_override_max_pixels(tmp_path, monkeypatch):
+    Image.fromarray(_rgb_pattern(20, 20)).save(tmp_path / "p.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow's limit below ours
+    assert _load(tmp_path / "p.png", max_pixels=400).shape == (20, 20, 3)
+    assert Image.MAX_IMAGE_PIXELS == 100  # restored after the call
+    message = _one_line_image_error(lambda: load_image(tmp_path / "p.png", max_pixels=399),
+                                    "too large")
+    assert "20x20" in message and "399" in message
+
+
+def test_max_pixels_above_pillows_89_megapixel_limit_is_honoured(tmp_path):
+    # 95 M pixels in the header and no pixel data: accepted sizes fail only when decoding.
+    header = struct.pack(">IIBBBBB", 10_000, 9_500, 8, 2, 0, 0, 0)
+    crc = struct.pack(">I", zlib.crc32(b"IHDR" + header) & 0xFFFFFFFF)
+    path = tmp_path / "big.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + header + crc
+                     + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND")))
+    _one_line_image_error(lambda: load_image(path, max_pixels=100_000_000),
+                          "corrupt or truncated image")
+    message = _one_line_image_error(lambda: load_image(path), "too large")
+    assert "10000x9500" in message and "95,000,000" in message
+
+
+@pytest.fixture
+def open_dir():
+    with open_folder() as path:
+        yield path
+
+
+def test_unreadable_file_is_permission_denied_not_corrupt(open_dir):
+    Image.fromarray(_rgb_pattern()).save(open_dir / "secret.png")
+    (open_dir / "secret.png").chmod(0o000)
+    closed = open_dir / "closed"
+    closed.mkdir()
+    Image.fromarray(_rgb_pattern()).save(closed / "inside.png")
+    _load(closed / "inside.png")  # Pillow's plugins are loaded before permissions tighten
+    closed.chmod(0o600)  # readable listing, but not searchable: files inside cannot be opened
+    with as_unprivileged():
+        for path in (open_dir / "secret.png", closed / "inside.png"):
+            message = _one_line_image_error(lambda p=path: load_image(p), "permission denied")
+            assert message == f"permission denied: {path}"
+
+
+def test_sample_names_resolve_to_their_files_and_are_protected(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "DATA_DIR", tmp_path)
+    monkeypatch.chdir(tmp_path / "..")
+    sample = tmp_path / "chelsea.jpg"
+    sample.write_bytes(b"photo")
+    assert images.input_path("chelsea") == sample
+    assert images.input_path("no_such_sample.png") == Path("no_such_sample.png")
+    with pytest.raises(ImageError, match=r"refusing to overwrite the input image chelsea \("):
+        save_image(np.zeros((2, 2, 3)), sample, inputs=["chelsea"])
+    hard_link = tmp_path / "copy.jpg"
+    os.link(sample, hard_link)
+    message = _one_line_image_error(
+        lambda: images.check_not_an_input(hard_link, ["chelsea"]), "refusing")
+    assert message == (f"refusing to overwrite the input image chelsea ({sample}): "
+                       f"{hard_link} is that file")
+    assert sample.read_bytes() == b"photo"
+    images.check_not_an_input(tmp_path / "other.jpg", ["chelsea", np.zeros(3)])  # fine

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.ndimage
 import tensorflow as tf
 
+import nstlib
 from nstlib.features import FeatureExtractor
 from nstlib.losses import (
     CONTENT_REDUCTIONS,
     STYLE_FORMS,
     TV_KINDS,
     StyleTransferObjective,
+    blend_weights,
     content_loss,
     layer_style_loss,
+    pyramid_style_loss,
+    pyramid_style_targets,
+    shrink_style_targets,
     style_loss,
     total_variation_loss,
 )
 from nstlib.settings import LossConfig
-from nstlib.statistics import gram_matrix
+from nstlib.statistics import gram_matrix, ledoit_wolf_shrinkage, shrink_gram
 
 RNG = np.random.default_rng(42)
 
@@ -393,3 +399,195 @@ def test_objective_defaults_are_the_loss_config(small_extractor):
     assert objective.config.style_layers == small_extractor.style_layers
     with pytest.raises(ValueError, match="differ from the loss config"):
         StyleTransferObjective(small_extractor, image, image, LossConfig())
+
+
+# ---------------------------------------------------------------- Gram shrinkage in the style loss
+
+
+def test_style_loss_shrinks_the_targets():
+    rng = np.random.default_rng(8)
+    generated = [tf.constant(rng.random((1, 6, 6, 4)), tf.float32)]
+    style = tf.constant(rng.random((1, 3, 3, 4)), tf.float32)
+    target = [gram_matrix(style)]
+    manual = style_loss(generated, [shrink_gram(target[0], 0.4)], form="normalized")
+    assert float(style_loss(generated, target, form="normalized", gram_shrinkage=0.4)) == \
+        pytest.approx(float(manual), rel=1e-6)
+    manual_lw = style_loss(generated, [shrink_gram(target[0], "ledoit-wolf", style)])
+    assert float(style_loss(generated, target, gram_shrinkage="ledoit-wolf",
+                            target_features=[style])) == pytest.approx(float(manual_lw))
+    assert float(style_loss(generated, target, gram_shrinkage=0.0)) == pytest.approx(
+        float(style_loss(generated, target)))
+    with pytest.raises(ValueError):
+        shrink_style_targets(target, "ledoit-wolf")
+
+
+def test_objective_applies_shrinkage_to_style_targets_only():
+    extractor = FeatureExtractor(("block1_conv2",), ("block1_conv1", "block2_conv1"),
+                                 weights="random")
+    rng = np.random.default_rng(9)
+    content = rng.random((1, 24, 24, 3)).astype(np.float32)
+    style = rng.random((1, 16, 16, 3)).astype(np.float32)
+    plain = StyleTransferObjective(extractor, content, style)
+    shrunk = StyleTransferObjective(extractor, content, style, gram_shrinkage=0.3)
+    lw = StyleTransferObjective(extractor, content, style, gram_shrinkage="ledoit-wolf")
+    features = extractor(style).style
+    for a, b, c, f in zip(plain.style_targets, shrunk.style_targets, lw.style_targets,
+                          features, strict=True):
+        np.testing.assert_allclose(b.numpy(), shrink_gram(a, 0.3).numpy(), rtol=1e-6)
+        lam = float(ledoit_wolf_shrinkage(f)[0])
+        np.testing.assert_allclose(c.numpy(), shrink_gram(a, lam).numpy(), rtol=1e-5,
+                                   atol=1e-6 * float(tf.reduce_max(a)))
+    np.testing.assert_array_equal(plain.content_targets[0].numpy(),
+                                  shrunk.content_targets[0].numpy())
+
+
+# ----------------------------------------------------------------------------- pyramid style loss
+
+
+SHALLOW = dict(content_layers=("block1_conv2",), style_layers=("block1_conv1", "block2_conv1"))
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return FeatureExtractor(SHALLOW["content_layers"], SHALLOW["style_layers"],
+                            weights="random", seed=0)
+
+
+def _random_image(shape, seed=0):
+    return np.random.default_rng(seed).random(shape).astype(np.float32)
+
+
+def _scipy_pyramid(image, levels, sigma=1.0):
+    """Reference: blur each (H, W, C) level with SciPy (reflect borders), keep every 2nd pixel."""
+    level = np.asarray(image, np.float64)[0]
+    out = [level]
+    for _ in range(levels - 1):
+        level = scipy.ndimage.gaussian_filter(level, sigma=(sigma, sigma, 0), mode="reflect")
+        level = level[::2, ::2]
+        out.append(level)
+    return out
+
+
+def _np_gram(features):
+    f = np.asarray(features, np.float64)[0]
+    flat = f.reshape(-1, f.shape[-1])
+    return flat.T @ flat / flat.shape[0]
+
+
+def _np_normalized_style(generated, targets, weights=None):
+    weights = [1.0 / len(generated)] * len(generated) if weights is None else weights
+    total = 0.0
+    for w, f, a in zip(weights, generated, targets, strict=True):
+        g = _np_gram(f)
+        a = np.asarray(a, np.float64)[0]
+        total += w * np.sum((g - a) ** 2) / np.sum(a**2)
+    return total
+
+
+def test_pyramid_style_loss_one_level_equals_style_loss():
+    rng = np.random.default_rng(5)
+    features = [tf.constant(rng.random((1, 8, 8, 4)), tf.float32),
+                tf.constant(rng.random((1, 4, 4, 6)), tf.float32)]
+    targets = [tf.constant(_np_gram(rng.random((1, 9, 9, c)))[None], tf.float32)
+               for c in (4, 6)]
+    for form in ("gatys", "normalized", "mse"):
+        plain = style_loss(features, targets, [0.3, 0.7], form).numpy()
+        pyramid = pyramid_style_loss([features], [targets], None, [0.3, 0.7], form).numpy()
+        assert pyramid == pytest.approx(plain, rel=1e-6)
+
+
+def test_pyramid_style_loss_is_weighted_sum_over_levels():
+    rng = np.random.default_rng(6)
+    levels = [[tf.constant(rng.random((1, s, s, 3)), tf.float32)] for s in (8, 4, 2)]
+    targets = [[tf.constant(_np_gram(rng.random((1, 5, 5, 3)))[None], tf.float32)]
+               for _ in range(3)]
+    expected_terms = [_np_normalized_style(f, t) for f, t in zip(levels, targets, strict=True)]
+    got = pyramid_style_loss(levels, targets, form="normalized").numpy()
+    assert got == pytest.approx(np.mean(expected_terms), rel=1e-5)
+    weighted = pyramid_style_loss(levels, targets, [1.0, 0.5, 0.25], form="normalized").numpy()
+    assert weighted == pytest.approx(np.dot([1.0, 0.5, 0.25], expected_terms), rel=1e-5)
+    with pytest.raises(ValueError):
+        pyramid_style_loss(levels, targets[:2])
+    with pytest.raises(ValueError):
+        pyramid_style_loss(levels, targets, [1.0, 1.0])
+
+
+def test_pyramid_style_targets_are_grams_of_scipy_pyramid_levels(extractor):
+    style = _random_image((1, 40, 36, 3), seed=7)
+    targets = pyramid_style_targets(extractor, style, levels=3)
+    for level, grams in zip(_scipy_pyramid(style, 3), targets, strict=True):
+        features = extractor(level[None].astype(np.float32)).style
+        for f, gram in zip(features, grams, strict=True):
+            expected = _np_gram(f)
+            np.testing.assert_allclose(gram.numpy()[0], expected, rtol=1e-4,
+                                       atol=1e-5 * np.abs(expected).max())
+
+
+def test_objective_with_one_level_matches_plain_and_two_levels_matches_reference(extractor):
+    content = _random_image((1, 32, 32, 3), seed=8)
+    style = _random_image((1, 36, 36, 3), seed=9)
+    image = _random_image((1, 32, 32, 3), seed=10)
+    plain = StyleTransferObjective(extractor, content, style)
+    one = StyleTransferObjective(extractor, content, style, pyramid_levels=1)
+    two = StyleTransferObjective(extractor, content, style, pyramid_levels=2)
+    assert float(one(image)["style"]) == pytest.approx(float(plain(image)["style"]), rel=1e-6)
+    # Independent reference for two levels: SciPy pyramids, NumPy Grams, mean over levels.
+    expected = []
+    for gen_level, sty_level in zip(_scipy_pyramid(image, 2), _scipy_pyramid(style, 2),
+                                    strict=True):
+        gen = extractor(gen_level[None].astype(np.float32)).style
+        sty = extractor(sty_level[None].astype(np.float32)).style
+        expected.append(_np_normalized_style(gen, [_np_gram(f)[None] for f in sty]))
+    assert float(two(image)["style"]) == pytest.approx(np.mean(expected), rel=1e-4)
+    # Content and TV do not depend on the pyramid.
+    assert float(two(image)["content"]) == pytest.approx(float(plain(image)["content"]))
+
+
+def test_objective_refuses_pyramid_too_deep_for_layers():
+    deep = FeatureExtractor(("block1_conv1",), ("block3_conv1",), weights="random")
+    small = _random_image((1, 24, 24, 3))
+    with pytest.raises(ValueError, match="block3_conv1 needs at least 4 px"):
+        StyleTransferObjective(deep, small, _random_image((1, 64, 64, 3)), pyramid_levels=4)
+
+
+# ------------------------------------------------------------ several styles: blended Gram targets
+
+
+def _texture(color, size: int = 32, seed: int = 1, spread: float = 0.15) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = spread * rng.standard_normal((size, size, 3))
+    return np.clip(np.asarray(color) + noise, 0, 1).astype(np.float32)
+
+
+RED, BLUE = _texture((0.85, 0.15, 0.1), seed=1), _texture((0.1, 0.15, 0.85), seed=2)
+
+
+FAST = {"weights": "random", "content_layers": ("block2_conv1",),
+        "style_layers": ("block1_conv1", "block2_conv1"), "progress": False}
+
+
+def _grey_content(size: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.clip(0.5 + 0.1 * rng.standard_normal((size, size, 3)), 0, 1).astype(np.float32)
+
+
+def test_blend_weights_are_normalised_and_checked():
+    assert blend_weights(None, 4) == [0.25] * 4
+    assert blend_weights((3, 1), 2) == [0.75, 0.25]
+    assert blend_weights((1, 0), 2) == [1.0, 0.0]
+    with pytest.raises(nstlib.ConfigError, match="style_blend has 3 weights for 2 style images"):
+        blend_weights((1, 1, 1), 2)
+
+
+def test_several_styles_blend_their_gram_targets():
+    extractor = FeatureExtractor(FAST["content_layers"], FAST["style_layers"], weights="random")
+    content = tf.constant(_grey_content()[None])
+    a, b = tf.constant(RED[None]), tf.constant(BLUE[None])
+    objective = StyleTransferObjective(extractor, content, [a, b], style_blend=(0.7, 0.3))
+    for layer, target in enumerate(objective.style_targets):
+        fa = extractor(a).style[layer].numpy().astype(np.float64)[0]
+        fb = extractor(b).style[layer].numpy().astype(np.float64)[0]
+        ga = fa.reshape(-1, fa.shape[-1]).T @ fa.reshape(-1, fa.shape[-1]) / fa[..., 0].size
+        gb = fb.reshape(-1, fb.shape[-1]).T @ fb.reshape(-1, fb.shape[-1]) / fb[..., 0].size
+        np.testing.assert_allclose(target[0], 0.7 * ga + 0.3 * gb, rtol=1e-4,
+                                   atol=1e-4 * np.abs(ga).max())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from nstlib import metrics
+from nstlib import metrics, patterns
 from nstlib.features import FeatureExtractor
 
 
@@ -114,3 +114,51 @@ def test_timing_from_cumulative_seconds():
     assert np.isnan(metrics.timing([0.7])["median_step_seconds"])
     with pytest.raises(ValueError):
         metrics.timing([])
+
+
+# --------------------------------------------------- relative Gram distance as notebook 03 uses it
+
+
+def test_relative_gram_distance_as_notebook_03_uses_it():
+    # Notebook 03 measures ||G(a) - G(b)|| / ||G(b)|| with metrics.relative_gram_distance(a, b).
+    from nstlib import metrics
+
+    image = np.random.default_rng(7).uniform(size=(1, 12, 16, 3)).astype(np.float32)
+    # A rotation only permutes the positions, which the Gram sums over.
+    assert metrics.relative_gram_distance(np.rot90(image, axes=(1, 2)), image) < 1e-6
+    # G(2x) = 4 G(x): ||4G - G|| / ||G|| = 3, and ||G - 4G|| / ||4G|| = 3/4.
+    assert metrics.relative_gram_distance(2 * image, image) == pytest.approx(3.0, rel=1e-5)
+    assert metrics.relative_gram_distance(image, 2 * image) == pytest.approx(0.75, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- periodic energy
+
+
+@pytest.mark.parametrize("window", ["hann", None])
+def test_periodic_energy_of_sinusoid_is_half_amplitude_squared(window):
+    y, x = np.mgrid[0:64, 0:96]
+    amplitude, period = 0.3, 8
+    wave = 0.5 + amplitude * np.sin(2 * np.pi * x / period + 0.7)
+    expected = amplitude**2 / 2
+    assert metrics.periodic_energy(wave, period, window=window) == pytest.approx(expected,
+                                                                               rel=1e-9)
+    vertical = 0.5 + amplitude * np.cos(2 * np.pi * y / 16)
+    assert metrics.periodic_energy(vertical, 16, window=window) == pytest.approx(expected,
+                                                                                 rel=1e-9)
+    assert metrics.periodic_energy(vertical, 8, window=window) == pytest.approx(0.0, abs=1e-20)
+
+
+def test_periodic_energy_oblique_stripes_relative_and_flat():
+    # patterns.stripes with softness 1 is 0.5 + 0.5 sin(...) in every channel: a = 0.5.
+    stripes = patterns.stripes(128, period=8.0, angle=30.0, colors=((0, 0, 0), (1, 1, 1)),
+                               softness=1.0)
+    assert metrics.periodic_energy(stripes, 8.0) == pytest.approx(0.125, rel=0.01)
+    assert metrics.periodic_energy(stripes[None], 8.0, relative=True) == pytest.approx(
+        1.0, abs=0.01)
+    y, x = np.mgrid[0:64, 0:64]
+    mix = 0.2 * np.sin(2 * np.pi * x / 8) + 0.4 * np.sin(2 * np.pi * y / 32)
+    assert metrics.periodic_energy(mix, 8, relative=True) == pytest.approx(
+        0.2**2 / (0.2**2 + 0.4**2), rel=1e-9)
+    assert metrics.periodic_energy(np.full((32, 32, 3), 0.6), 8) == pytest.approx(0.0, abs=1e-20)
+    with pytest.raises(ValueError):
+        metrics.periodic_energy(mix, 2.0)

@@ -12,6 +12,7 @@ from nstlib.optimize import (
     DEFAULT_LEARNING_RATES,
     OPTIMIZERS,
     NonFiniteLossError,
+    backtracked_learning_rate,
     effective_learning_rate,
     make_optimizer,
     minimize,
@@ -389,3 +390,58 @@ def test_bad_schedule_is_refused(optimizer, schedule, fragment):
     with pytest.raises(ValueError, match=fragment):
         minimize(lambda image: {"total": tf.reduce_sum(image)}, tf.zeros((1, 2, 2, 3)),
                  steps=1, optimizer=optimizer, schedule=schedule, progress=False)
+
+
+# ----------------------------------------------------------------------------- default rates
+
+
+def test_backtracking_halves_to_the_closed_form_armijo_rate():
+    # loss = a/2 · Σ(x − t)²: a step of rate r gives L₁ = (1 − r a)² L₀ and the linear model
+    # predicts a decrease of 2 r a L₀, so L₁ ≤ L₀ − ½ · 2 r a L₀ holds iff r a ≤ 1. From
+    # r₀ = 1 with a = 10 the first accepted halving is r₀ / 16 (r a = 0.625).
+    init = _start((1, 4, 5, 3), 0.45, 0.55)
+    loss_fn = _quadratic(np.full(init.shape, 0.5), scale=5.0)
+    assert backtracked_learning_rate(loss_fn, init, 1.0) == 1.0 / 16
+    assert backtracked_learning_rate(loss_fn, init, 0.09) == 0.09  # r a = 0.9: accepted
+    assert backtracked_learning_rate(loss_fn, init, 0.11) == 0.055  # r a = 1.1: halved
+
+
+def test_default_sgd_rate_is_backtracked_only_when_the_rule_overshoots():
+    init = _start((1, 4, 5, 3), 0.45, 0.55)
+    rule = effective_learning_rate("sgd", None, init.shape)  # 0.002 · 20 = 0.04
+    steep = _quadratic(np.full(init.shape, 0.5), scale=125.0)  # a = 250: rule · a = 10
+    result = minimize(steep, init, steps=5, optimizer="sgd", progress=False)
+    assert result.learning_rate == pytest.approx(rule / 16)
+    assert np.all(np.diff(result.history["total"]) < 0)
+    gentle = _quadratic(np.full(init.shape, 0.5), scale=1.0)
+    assert minimize(gentle, init, steps=1, optimizer="sgd",
+                    progress=False).learning_rate == pytest.approx(rule)
+    # An explicit rate is used as given, even where it overshoots.
+    assert minimize(steep, init, steps=1, optimizer="sgd", learning_rate=rule,
+                    progress=False).learning_rate == rule
+
+
+@pytest.mark.parametrize("size", [32, 64, 256])
+def test_every_default_optimizer_lowers_the_default_loss_at_every_size(size):
+    """Issue 15: the default stylize settings (all layers, weights, rates) at CLI sizes.
+
+    Chelsea with stripes is the hard case for plain gradient steps at 32 px: the stripes
+    average to a nearly flat grey there, so the normalised style loss (÷ ΣA² of a tiny
+    target Gram) starts at 130 and its gradient is ~400 times the 64 px one.
+    """
+    for optimizer in OPTIMIZERS:
+        result = nstlib.stylize("chelsea", "stripes", size=size, steps=3, optimizer=optimizer,
+                                weights="random", progress=False)
+        total = result.history["total"]
+        assert np.all(np.isfinite(total)) and len(total) >= 2, optimizer
+        assert total[-1] < total[0], (optimizer, size, list(total))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
+def test_default_plain_gradient_rates_on_the_issue_case(optimizer):
+    # stylize(noise48, noise48, size=32, steps=12, optimizer="sgd") went 0.34 -> 4.9.
+    noise = np.random.default_rng(0).uniform(0, 1, (48, 48, 3)).astype(np.float32)
+    result = nstlib.stylize(noise, noise, size=32, steps=12, optimizer=optimizer,
+                            weights="random", progress=False)
+    total = result.history["total"]
+    assert total.max() <= total[0] and total[-1] < total[0], list(total)

@@ -56,7 +56,7 @@ def test_configs_are_frozen_and_keyword_only():
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.size = 5
     with pytest.raises(TypeError):
-        NetworkConfig("random")  # noqa: the point is that positional use fails
+        NetworkConfig("random")  # positional use must fail
 
 
 def test_flat_names_are_unique_and_cover_every_section_field():
@@ -150,3 +150,42 @@ def test_settings_import_no_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+# ----------------------------------------------------------------------------- absurd values
+
+
+@pytest.mark.parametrize("flat, fragment", [
+    ({"learning_rate": 1e30}, "learning_rate 1e+30 is absurd for adam (its steps are in "
+                              "[0, 1] intensity units); the limit is 10"),
+    ({"learning_rate": 10.5, "optimizer": "rmsprop"}, "absurd for rmsprop"),
+    ({"learning_rate": 11, "optimizer": "adagrad"}, "absurd for adagrad"),
+    ({"learning_rate": 1e30, "optimizer": "sgd"}, "learning_rate 1e+30 is absurd for sgd (it "
+                                                  "multiplies gradients of about 1e-5 per "
+                                                  "pixel); the limit is 1e+08"),
+    ({"learning_rate": 2e8, "optimizer": "nesterov"}, "absurd for nesterov"),
+    ({"learning_rate": 1e30, "optimizer": "lbfgs"}, "absurd for lbfgs (which does not use it)"),
+    ({"content_weight": 1e39}, "content_weight 1e+39 is absurd: the limit is 1e+12"),
+    ({"style_weight": 2e12}, "style_weight 2e+12 is absurd"),
+    ({"tv_weight": float("inf")}, "tv_weight must be a finite number"),
+    ({"style_layer_weights": [1, 1, 1, 1, 1e13]}, "style_layer_weights 1e+13 is absurd"),
+    ({"pyramid_levels": 2, "pyramid_level_weights": "1,1e20"}, "pyramid_level_weights 1e+20"),
+])
+def test_absurd_rates_and_weights_are_refused_up_front(flat, fragment):
+    with pytest.raises(ConfigError) as info:
+        StylizeConfig.from_flat(**flat)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_largest_sensible_rates_and_weights_are_accepted():
+    for optimizer in ("rmsprop", "adagrad", "adam"):
+        assert StylizeConfig.from_flat(optimizer=optimizer,
+                                       learning_rate=10).optim.learning_rate == 10
+    for optimizer in ("sgd", "momentum", "nesterov"):  # the default rule at 10,000 px: 2e5
+        assert StylizeConfig.from_flat(optimizer=optimizer,
+                                       learning_rate=1e8).optim.learning_rate == 1e8
+    config = StylizeConfig.from_flat(content_weight=1e12, style_weight=1e12, tv_weight=0)
+    assert config.loss.content_weight == config.loss.style_weight == 1e12
+    # Switching to an adaptive optimizer re-checks a rate chosen for SGD.
+    with pytest.raises(ConfigError, match="absurd for adam"):
+        StylizeConfig.from_flat(optimizer="sgd", learning_rate=100).replace(optimizer="adam")

@@ -33,6 +33,17 @@ skips the runs already complete. ``run_grid`` collects one row per run into
 ``results.csv`` (and ``results.parquet`` when pyarrow is installed); ``write_report``
 adds figures and a Markdown table.
 
+Several runners may share one results folder (two ``nst ablate`` on it, or one per machine
+of a shared file system): each claims a run just before executing it (``runs/<id>.lock``,
+created with O_EXCL, holding pid, host and start time) and skips the runs another runner
+holds. A claim whose runner is gone is taken over: at once when that runner was on this
+host and its process no longer exists; otherwise (another host, an unreadable lock) once
+the lock has gone ``STALE_CLAIM_SECONDS`` (15 minutes) without the refresh its runner
+makes every minute (``nstlib.ablation.worker.claim``). Each run's lock is removed when it
+finishes, and every lock of a runner when it stops.
+Ctrl-C or SIGTERM ends the workers, keeps every finished run and releases the claims
+(``GridInterrupted``); re-running completes the rest.
+
 Relative image paths in a grid file are resolved against the file's folder; sample names
 (``nstlib.sample_names()``) work as they do in ``stylize``.
 
@@ -89,6 +100,7 @@ from nstlib.ablation.runner import (
     TABLE_HEAD,
     TABLE_TAIL,
     AblationResult,
+    GridInterrupted,
     collect,
     load_results,
     read_table,
@@ -100,18 +112,27 @@ from nstlib.ablation.runner import (
     write_table,
 )
 from nstlib.ablation.worker import (
+    CLAIM_REFRESH_SECONDS,
     COMPLETED,
     FAILED,
     INTERRUPTED,
     PENDING,
     RUNS_DIR,
+    STALE_CLAIM_SECONDS,
+    claim,
+    claim_is_live,
     execute_run,
     image_path,
     is_complete,
     limit_threads,
+    lock_path,
     persist,
+    read_claim,
     read_record,
     record_path,
+    refresh_claim,
+    release_claim,
+    tensorflow_import_silenced,
 )
 
 __all__ = [
@@ -142,12 +163,21 @@ __all__ = [
     "parse_grid",
     "load_grid",
     "limit_threads",
+    "tensorflow_import_silenced",
     "execute_run",
     "record_path",
     "image_path",
     "read_record",
     "is_complete",
     "persist",
+    "STALE_CLAIM_SECONDS",
+    "CLAIM_REFRESH_SECONDS",
+    "lock_path",
+    "read_claim",
+    "claim_is_live",
+    "claim",
+    "refresh_claim",
+    "release_claim",
     "TABLE_HEAD",
     "TABLE_TAIL",
     "TABLE_END",
@@ -157,6 +187,7 @@ __all__ = [
     "write_table",
     "read_table",
     "AblationResult",
+    "GridInterrupted",
     "collect",
     "save_grid",
     "load_results",

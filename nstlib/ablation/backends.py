@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator
 
 from nstlib.ablation.grid import GridError, run_id
-from nstlib.ablation.worker import execute_run, limit_threads
+from nstlib.ablation.worker import execute_run, limit_threads, tensorflow_import_silenced
 
 
 def available_cpus() -> int:
@@ -21,10 +23,29 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _exit_with_parent() -> None:
+    """End this worker as soon as the process that started it is gone (even if it was
+    killed with SIGKILL): its task queue would otherwise keep it waiting forever."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+
 def _init_local_worker(threads: int) -> None:
-    """Worker-process initializer: thread limits before any TF op; Ctrl-C left to the parent."""
+    """Worker-process initializer: Ctrl-C and SIGTERM left to the parent (which ends the
+    workers itself), thread limits before any TF op, TF's start-up notices silenced."""
+    from tqdm import tqdm
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    limit_threads(threads)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+    # tqdm's default lock holds a named semaphore; a worker ended with SIGKILL could not
+    # unlink it, and Python would warn of a leaked semaphore when the runner exits.
+    tqdm.set_lock(threading.RLock())
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with tensorflow_import_silenced():
+        limit_threads(threads)
 
 
 class LocalBackend:
@@ -49,24 +70,47 @@ class LocalBackend:
     def description(self) -> str:
         return f"{self.workers} local process(es) x {self.threads} thread(s)"
 
-    def submit(self, config: dict, out_dir, base_dir) -> concurrent.futures.Future:
+    @property
+    def slots(self) -> int:
+        """How many runs execute at once (the runner claims no more than that)."""
+        return self.workers
+
+    def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._executor is None:
             self._executor = concurrent.futures.ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_local_worker, initargs=(self.threads,))
-        return self._executor.submit(execute_run, config, str(out_dir), base_dir, None)
+        return self._executor
+
+    def submit(self, config: dict, out_dir, base_dir) -> concurrent.futures.Future:
+        """Send one run to a worker process (starting the workers on first use)."""
+        arguments = (execute_run, config, str(out_dir), base_dir, None)
+        try:
+            return self._pool().submit(*arguments)
+        except concurrent.futures.BrokenExecutor:
+            # A worker died (e.g. killed for memory): the runs it had are recorded as lost
+            # (the runner reads their futures' errors); fresh workers take the rest.
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+            return self._pool().submit(*arguments)
 
     def as_completed(self, futures: Iterable) -> Iterator:
         return concurrent.futures.as_completed(list(futures))
+
+    def wait_first(self, futures: Iterable) -> set:
+        """Block until at least one future is done; returns the done ones."""
+        return concurrent.futures.wait(list(futures),
+                                       return_when=concurrent.futures.FIRST_COMPLETED).done
 
     def cancel(self, futures: Iterable) -> None:
         """Stop at once: drop queued runs and end the worker processes."""
         if self._executor is None:
             return
         # ProcessPoolExecutor has no public way to stop running tasks (3.14 adds
-        # terminate_workers); its process table is stable across 3.8-3.13.
+        # terminate_workers); its process table is stable across 3.8-3.13. SIGKILL, as the
+        # workers ignore SIGTERM (a signal to the whole process group is the parent's).
         for process in list(getattr(self._executor, "_processes", {}).values()):
-            process.terminate()
+            process.kill()
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._executor = None
 
@@ -127,10 +171,22 @@ class DaskBackend:
         return self.client.submit(execute_run, config, None, base_dir, self.threads,
                                   pure=False, key=f"nst-run-{run_id(config)}-{time.time_ns()}")
 
+    @property
+    def slots(self) -> int:
+        """How many runs execute at once: the cluster's worker threads, now."""
+        workers = self.client.scheduler_info()["workers"].values()
+        return max(1, sum(int(w.get("nthreads", 1)) for w in workers))
+
     def as_completed(self, futures: Iterable) -> Iterator:
         from distributed import as_completed
 
         return as_completed(list(futures))
+
+    def wait_first(self, futures: Iterable) -> set:
+        """Block until at least one future is done; returns the done ones."""
+        from distributed import wait
+
+        return wait(list(futures), return_when="FIRST_COMPLETED").done
 
     def cancel(self, futures: Iterable) -> None:
         self.client.cancel(list(futures))

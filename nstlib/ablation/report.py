@@ -109,6 +109,16 @@ def plot_image_grid(result: AblationResult, panel_size: float = 2.6):
     return fig
 
 
+def _log_scale(ax, values, label: str) -> None:
+    """A log y axis when some value is positive and finite (matplotlib cannot log-scale an
+    axis without one), else linear; ``label`` gets the scale appended."""
+    values = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+    positive = bool(np.any(np.isfinite(values) & (values > 0)))
+    if positive:
+        ax.set_yscale("log")
+    ax.set_ylabel(f"{label} ({'log' if positive else 'linear'} scale)")
+
+
 def plot_metrics(result: AblationResult):
     """Final loss per run, total loss against wall-clock time, and the style/content trade-off.
 
@@ -123,14 +133,14 @@ def plot_metrics(result: AblationResult):
               for row in result.rows]
     ax_bar.bar(positions, finals, color="steelblue")
     ax_bar.set_xticks(positions, [f"#{i + 1}" for i in positions])
+    ax_bar.set_xlim(-0.6, len(positions) - 0.4)  # also the runs without a bar
     for i, row in enumerate(result.rows):
         if row["status"] != COMPLETED:
             ax_bar.annotate(row["status"], (i, 0), xycoords=("data", "axes fraction"),
                             xytext=(0, 4), textcoords="offset points", rotation=90,
                             ha="center", va="bottom", color="firebrick", fontsize=8)
-    ax_bar.set_yscale("log")
+    _log_scale(ax_bar, finals, "final total loss (dimensionless)")
     ax_bar.set_xlabel("run (# as in the table)")
-    ax_bar.set_ylabel("final total loss (dimensionless, log scale)")
     ax_bar.set_title("Final loss per run")
     plot_loss_vs_time(result, ax=ax_time)
     _plot_tradeoff(result, ax_trade)
@@ -149,16 +159,16 @@ def plot_loss_vs_time(result: AblationResult, ax=None):
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 4.5))
-    keys = varying_keys(result.specs)
+    keys, totals = varying_keys(result.specs), []
     for i, (spec, row) in enumerate(zip(result.specs, result.rows, strict=True)):
         record = result.record(spec.run_id) if row["status"] == COMPLETED else None
         history = (record or {}).get("history") or {}
         if history.get("seconds"):
             ax.plot(history["seconds"], history["total"],
                     label=f"#{i + 1} {short_label(spec, keys)}")
-    ax.set_yscale("log")
+            totals += history["total"]
+    _log_scale(ax, totals, "total loss (dimensionless)")
     ax.set_xlabel("wall-clock time since the optimisation started (s)")
-    ax.set_ylabel("total loss (dimensionless, log scale)")
     ax.set_title("Loss against time")
     ax.grid(True, which="both", alpha=0.3)
     if ax.lines:
@@ -204,7 +214,7 @@ def markdown_table(result: AblationResult) -> str:
 def _environment_line(result: AblationResult) -> str:
     for spec in result.specs:
         environment = (result.record(spec.run_id) or {}).get("environment")
-        if environment:
+        if environment and environment.get("tensorflow"):  # not a lost worker's stand-in
             return (f"nstlib {environment.get('nstlib')}, TensorFlow "
                     f"{environment.get('tensorflow')}, host {environment.get('host')}")
     return "no run has finished yet"
@@ -229,6 +239,8 @@ def markdown_report(result: AblationResult, figures: Sequence[str] = ()) -> str:
             "(0 = identical to the target) and measured with the same evaluation network "
             "for every run; time is stylize's wall-clock time.", "",
             markdown_table(result), ""]
+    if not statuses.count(COMPLETED):
+        text += ["No run has completed, so there are no figures; the errors are below."]
     text += [f"![{name}]({name})" for name in figures]
     text += ["", f"Full table: `{TABLE_FILE}`; per-run records: `{RUNS_DIR}/<run>.json`.", ""]
     for i, row in enumerate(rows):
@@ -242,15 +254,20 @@ def markdown_report(result: AblationResult, figures: Sequence[str] = ()) -> str:
 def write_report(out_dir) -> dict[str, Path]:
     """Write ``images.png``, ``metrics.png`` and ``results.md`` into a results folder.
 
+    With no completed run there is nothing to plot: only ``results.md`` is written (the
+    table, and each failed run's error), and earlier figures are left as they are.
+
     Returns:
-        {"images": path, "metrics": path, "markdown": path, "table": results.csv path}.
+        {"images": path, "metrics": path, "markdown": path, "table": results.csv path},
+        without "images" and "metrics" when no run has completed.
     """
     import matplotlib.pyplot as plt
 
     result = load_results(out_dir)
     out_dir = Path(out_dir)
     paths = {}
-    for name, plot in (("images", plot_image_grid), ("metrics", plot_metrics)):
+    plots = (("images", plot_image_grid), ("metrics", plot_metrics))
+    for name, plot in plots if any(r["status"] == COMPLETED for r in result.rows) else ():
         fig = plot(result)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=110)

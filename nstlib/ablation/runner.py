@@ -1,12 +1,22 @@
-"""Running a grid: send its incomplete runs to a backend, collect the results table."""
+"""Running a grid: send its incomplete runs to a backend, collect the results table.
+
+Several runners may work on one results folder at once: each claims a run (``runs/<id>.lock``,
+see ``nstlib.ablation.worker.claim``) just before sending it to a worker, so that each run is
+executed once, and leaves the runs that another runner holds to it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
+import platform
+import signal
+import socket
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +27,19 @@ from nstlib._io import atomic_write_bytes
 from nstlib.ablation.backends import check_scheduler, make_backend
 from nstlib.ablation.grid import Grid, GridError, RunSpec, load_grid, parse_grid
 from nstlib.ablation.worker import (
+    CLAIM_REFRESH_SECONDS,
     COMPLETED,
     FAILED,
     PENDING,
     RUNS_DIR,
+    STALE_CLAIM_SECONDS,
+    claim,
     is_complete,
     persist,
     read_record,
+    record_path,
+    refresh_claim,
+    release_claim,
 )
 
 GRID_FILE, TABLE_FILE = "grid.yaml", "results.csv"
@@ -112,6 +128,9 @@ class AblationResult:
         rows: One table row per run (``table_row``), in grid order.
         executed: Ids of the runs executed by this call (not skipped).
         skipped: Ids of the runs that were already complete.
+        left: Ids of the runs left to another runner on the same folder: claimed by it, or
+            finished by it after this call started. Their rows show whatever it has
+            finished by the time this call collected the table.
         table_paths: ``results.csv`` (and ``results.parquet``).
     """
 
@@ -121,6 +140,7 @@ class AblationResult:
     rows: list
     executed: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    left: list = field(default_factory=list)
     table_paths: list = field(default_factory=list)
 
     @property
@@ -186,10 +206,9 @@ def load_results(out_dir) -> AblationResult:
 
 
 def _lost_run(spec: RunSpec, error: BaseException) -> dict:
-    """Payload for a run whose worker died or could not be reached."""
-    from nstlib.reproducibility import environment_record
-
-    environment = environment_record()
+    """Payload for a run whose worker died or could not be reached (written here, where
+    TensorFlow need not be imported: the environment is only this runner's host)."""
+    environment = {"host": socket.gethostname(), "python": platform.python_version()}
     record = {"run_id": spec.run_id, "config": spec.config, "status": FAILED,
               "error": f"worker lost: {type(error).__name__}: {error}", "history": {},
               "final": {}, "seed": spec.config.get("seed"), "environment": environment,
@@ -197,34 +216,166 @@ def _lost_run(spec: RunSpec, error: BaseException) -> dict:
     return {"record": record, "png": None}
 
 
-def _execute(backend, specs: Sequence[RunSpec], out_dir: Path, base_dir, bar) -> list[str]:
-    """Submit every run, write each result as it arrives; returns the executed ids."""
-    futures, done, failed = {}, [], 0
+class GridInterrupted(KeyboardInterrupt):
+    """``run_grid`` stopped by Ctrl-C (SIGINT) or SIGTERM, after ending its workers.
+
+    Every run that finished before the signal is on disk (and kept by the next call), its
+    claims are released and the table is written.
+
+    Attributes:
+        signum: ``signal.SIGINT`` or ``signal.SIGTERM``.
+        result: The ``AblationResult`` collected after stopping (None until then);
+            ``result.executed`` lists the runs finished by the interrupted call.
+    """
+
+    def __init__(self, signum: int = signal.SIGINT, result: AblationResult | None = None):
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.result = signum, result
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (``timeout``, a job scheduler, ``kill``) stops the grid like Ctrl-C.
+
+    Inside the block, the first SIGTERM raises ``GridInterrupted(SIGTERM)`` in the main
+    thread; later ones, and any after the yielded ``disarm()`` was called (the clean-up:
+    ending workers, writing the table), are ignored. Outside the main thread, where Python
+    cannot handle signals, a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    armed = [True]
+
+    def stop(signum, frame):
+        if armed[0]:
+            armed[0] = False
+            raise GridInterrupted(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        for spec in specs:
-            futures[backend.submit(spec.config, out_dir, base_dir)] = spec
-        for future in backend.as_completed(futures):
-            spec = futures[future]
-            try:
-                payload = future.result()
-            except Exception as err:  # noqa: BLE001 - a lost worker fails only its run
-                payload = _lost_run(spec, err)
-            if not is_complete(out_dir, spec.run_id):
-                persist(payload, out_dir)
-            done.append(spec.run_id)
-            failed += payload["record"]["status"] != COMPLETED
-            bar.update(1)
-            if failed:
-                bar.set_postfix_str(f"{failed} failed")
-    except BaseException:
-        backend.cancel(futures)
-        raise
-    return done
+        yield lambda: armed.__setitem__(0, False)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+class _Claims:
+    """The runs this runner has claimed (their tokens), refreshed in a background thread.
+
+    As a context manager: on exit (finished, failed or interrupted) every claim still held
+    is released.
+    """
+
+    def __init__(self, out_dir: Path, stale_seconds: float = STALE_CLAIM_SECONDS):
+        self.out_dir, self.stale_seconds, self.held = out_dir, stale_seconds, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._refresh, daemon=True,
+                                        name="nstlib-claims")
+
+    def take(self, rid: str) -> bool:
+        """Claim a run; False when another runner holds it."""
+        token = claim(self.out_dir, rid, self.stale_seconds)
+        if token is not None:
+            self.held[rid] = token
+        return token is not None
+
+    def release(self, rid: str) -> None:
+        token = self.held.pop(rid, None)
+        if token is not None:
+            release_claim(self.out_dir, rid, token)
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(min(CLAIM_REFRESH_SECONDS, self.stale_seconds / 4)):
+            for rid in list(self.held):
+                refresh_claim(self.out_dir, rid)
+
+    def __enter__(self) -> _Claims:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for rid in list(self.held):
+            self.release(rid)
+
+
+def _record_stamp(out_dir, rid: str):
+    """What identifies the current version of a run's record (None: no record)."""
+    try:
+        stat = record_path(out_dir, rid).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+def _next_run(queue: list, claims: _Claims, out_dir: Path, stamps: dict, left: list):
+    """Pop queued runs until one that this runner claims and that no other runner has
+    finished or tried (its record unchanged) since this call started; None when none is."""
+    while queue:
+        spec = queue.pop(0)
+        if not claims.take(spec.run_id):
+            left.append(spec.run_id)
+        elif _record_stamp(out_dir, spec.run_id) != stamps[spec.run_id]:
+            claims.release(spec.run_id)  # done (or failed) meanwhile by another runner
+            left.append(spec.run_id)
+        else:
+            return spec
+    return None
+
+
+def _payload(future, spec: RunSpec) -> dict:
+    try:
+        return future.result()
+    except Exception as err:  # noqa: BLE001 - a lost worker fails only its run
+        return _lost_run(spec, err)
+
+
+def _show_progress(bar, done: int, failed: int, left: int) -> None:
+    if bar.disable:  # a disabled tqdm lacks most attributes
+        return
+    bar.n = bar.initial + done + left
+    notes = ([f"{failed} failed"] if failed else []) + (
+        [f"{left} left to another runner"] if left else [])
+    bar.set_postfix_str(", ".join(notes), refresh=False)
+    bar.refresh()
+
+
+def _execute(backend, specs: Sequence[RunSpec], out_dir: Path, base_dir, bar, done: list,
+             left: list) -> None:
+    """Claim and submit runs while the backend has free slots; write each result as it
+    arrives. Fills ``done`` (ids executed here) and ``left`` (ids left to other runners)."""
+    stamps = {spec.run_id: _record_stamp(out_dir, spec.run_id) for spec in specs}
+    queue, futures, failed = list(specs), {}, 0
+    with _Claims(out_dir) as claims:
+        try:
+            while True:
+                while queue and len(futures) < (getattr(backend, "slots", None) or len(specs)):
+                    spec = _next_run(queue, claims, out_dir, stamps, left)
+                    if spec is not None:
+                        futures[backend.submit(spec.config, out_dir, base_dir)] = spec
+                _show_progress(bar, len(done), failed, len(left))
+                if not futures:
+                    return
+                for future in backend.wait_first(futures):
+                    spec = futures.pop(future)
+                    payload = _payload(future, spec)
+                    if not is_complete(out_dir, spec.run_id):
+                        persist(payload, out_dir)
+                    claims.release(spec.run_id)  # after its record is on disk
+                    done.append(spec.run_id)
+                    failed += payload["record"]["status"] != COMPLETED
+        except BaseException:
+            backend.cancel(futures)  # the workers end before the claims are released
+            raise
 
 
 def run_grid(grid, out_dir, *, workers: int | None = None, scheduler=None, backend=None,
              progress: bool = True) -> AblationResult:
     """Run every incomplete run of a grid and write the results table.
+
+    Runs are claimed one at a time as workers free up (``runs/<id>.lock``), so that
+    several calls on the same folder, on one machine or several, share the work; runs
+    another call holds are left to it (``AblationResult.left``).
 
     Args:
         grid: A ``Grid``, a dict declaration or the path of a YAML grid file.
@@ -242,8 +393,9 @@ def run_grid(grid, out_dir, *, workers: int | None = None, scheduler=None, backe
         status "failed" and their error; they are retried by the next call.
 
     Raises:
-        GridError: invalid grid. KeyboardInterrupt: after cancelling the queued runs;
-            every run finished before it is on disk, and the table is written.
+        GridError: invalid grid. GridInterrupted (a KeyboardInterrupt): Ctrl-C or, in the
+            main thread, SIGTERM; the workers are ended, every run finished before it is
+            on disk, the claims are released and the table is written (``.result``).
     """
     from tqdm.auto import tqdm
 
@@ -255,32 +407,41 @@ def run_grid(grid, out_dir, *, workers: int | None = None, scheduler=None, backe
     save_grid(grid, out_dir)
     pending = [s for s in specs if not is_complete(out_dir, s.run_id)]
     skipped = [s.run_id for s in specs if s not in pending]
-    executed: list[str] = []
+    executed, left, stop = [], [], None
     owned = backend is None and bool(pending)
     bar = tqdm(total=len(specs), initial=len(skipped), desc=f"ablation {grid.name}",
                unit="run", file=sys.stderr, disable=not progress, leave=False)
-    try:
-        if owned:
-            backend = make_backend(workers, scheduler, len(pending))
-        if pending:
-            base_dir = None if grid.base_dir is None else str(grid.base_dir)
-            executed = _execute(backend, pending, out_dir, base_dir, bar)
-    finally:
-        bar.close()
-        if owned and backend is not None:
-            backend.close()
-        result = collect(grid, out_dir)
-    result.executed, result.skipped = executed, skipped
+    with _sigterm_interrupts() as disarm:
+        try:
+            if owned:
+                backend = make_backend(workers, scheduler, len(pending))
+            if pending:
+                base_dir = None if grid.base_dir is None else str(grid.base_dir)
+                _execute(backend, pending, out_dir, base_dir, bar, executed, left)
+        except KeyboardInterrupt as err:
+            stop = err
+        finally:
+            disarm()
+            bar.close()
+            if owned and backend is not None:
+                backend.close()
+            result = collect(grid, out_dir)
+    result.executed, result.skipped, result.left = executed, skipped, left
+    if stop is not None:
+        raise GridInterrupted(getattr(stop, "signum", signal.SIGINT), result) from None
     return result
 
 
 def summary_line(result: AblationResult) -> str:
-    """One line: runs completed / failed / skipped and where the table is."""
+    """One line: runs completed / failed / skipped / left to another runner, and where the
+    table is."""
     statuses = [row["status"] for row in result.rows]
     parts = [f"{statuses.count(COMPLETED)} completed"]
     if statuses.count(FAILED):
         parts.append(f"{statuses.count(FAILED)} failed")
     if len(result.skipped):
         parts.append(f"{len(result.skipped)} already complete")
+    if result.left:
+        parts.append(f"{len(result.left)} left to another runner")
     return (f"{len(result.rows)} runs ({', '.join(parts)}); table: "
             f"{', '.join(str(p) for p in result.table_paths)}")

@@ -1,4 +1,8 @@
-"""One run, in a worker: stylize, measure, record, and write its files atomically."""
+"""One run, in a worker: stylize, measure, record, and write its files atomically.
+
+Also the results folder's layout (``runs/<id>.json``, ``.png``) and the claims that let
+several runners share one folder (``runs/<id>.lock``, see ``claim``).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,46 @@ import contextlib
 import io
 import json
 import os
+import socket
+import sys
 import time
 import traceback
+import uuid
 from pathlib import Path
 
 from nstlib._io import atomic_write_bytes, write_json
 from nstlib.ablation.grid import INPUTS, run_id
 from nstlib.settings import StylizeConfig
-from nstlib.transfer import stylize
 
 RUNS_DIR = "runs"
 COMPLETED, FAILED, INTERRUPTED, PENDING = "completed", "failed", "interrupted", "pending"
+#: A claim not refreshed for this long is stale (its runner refreshes it every
+#: ``CLAIM_REFRESH_SECONDS``); the only test for a claim made on another host, or one whose
+#: lock file cannot be read.
+STALE_CLAIM_SECONDS = 15 * 60.0
+CLAIM_REFRESH_SECONDS = 60.0
+
+
+@contextlib.contextmanager
+def tensorflow_import_silenced():
+    """Point file descriptor 2 at /dev/null for the block if TensorFlow is not imported yet.
+
+    TensorFlow's native libraries print start-up notices there while they load, before any
+    log level applies; in a worker they would interleave with the runner's one-line
+    messages. A no-op once TensorFlow is imported, or with NSTLIB_TF_VERBOSE set.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("NSTLIB_TF_VERBOSE"):
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def limit_threads(threads: int | None) -> None:
@@ -56,7 +89,9 @@ def _evaluation(config: dict, image, base_dir: str | None) -> dict:
                                  spec["weights"], spec["pooling"], int(spec["seed"]))
     content = images.load_image(_source(config["content"], base_dir))
     style = images.load_image(_source(config["style"], base_dir))
-    style = images.resize_max_side(style, int(config["style_size"] or max(image.shape[1:3])))
+    longer, scale = max(image.shape[1:3]), config.get("style_scale")
+    style_size = config["style_size"] or (max(1, round(scale * longer)) if scale else longer)
+    style = images.resize_max_side(style, int(style_size))
     values = metrics.evaluate(extractor, image, content, style)
     return {**values, "weights_source": extractor.weights_source}
 
@@ -64,6 +99,7 @@ def _evaluation(config: dict, image, base_dir: str | None) -> dict:
 def _completed_record(config: dict, base_dir: str | None) -> tuple[dict, bytes]:
     """Run ``stylize`` with ``config`` and measure the result: (record, PNG bytes)."""
     from nstlib import images, metrics
+    from nstlib.transfer import stylize  # here: importing the ablation package needs no TF
 
     flat = {k: v for k, v in config.items() if k not in (*INPUTS, "evaluate")}
     result = stylize(_source(config["content"], base_dir), _source(config["style"], base_dir),
@@ -116,7 +152,9 @@ def execute_run(config: dict, out_dir: str | None = None, base_dir: str | None =
     Returns:
         {"record": the JSON record, "png": the image as PNG bytes or None}.
     """
-    limit_threads(threads)
+    with tensorflow_import_silenced():
+        limit_threads(threads)
+        import tensorflow  # noqa: F401 - here, with its start-up notices silenced
     started = time.perf_counter()
     log, png = io.StringIO(), None
     try:
@@ -171,3 +209,127 @@ def persist(payload: dict, out_dir) -> None:
     if payload.get("png") is not None:
         atomic_write_bytes(payload["png"], image_path(out_dir, rid))
     write_json(record, record_path(out_dir, rid))
+
+
+# ----------------------------------------------------------------------------- claims
+#
+# Several runners may share one results folder (two `nst ablate` on it, or one per machine
+# of a shared file system). Before executing a run, a runner claims it by creating
+# runs/<id>.lock with O_CREAT | O_EXCL (atomic on local file systems and NFS v3+), holding
+# its pid, host and start time; the others skip the run while that claim is live.
+
+
+def lock_path(out_dir, rid: str) -> Path:
+    """``OUT/runs/<id>.lock``: the claim of a run being executed."""
+    return Path(out_dir) / RUNS_DIR / f"{rid}.lock"
+
+
+def read_claim(out_dir, rid: str) -> dict | None:
+    """A run's claim {"pid", "host", "started", "token"}; {} when its lock cannot be parsed
+    (e.g. while its runner is still writing it); None when the run is not claimed."""
+    try:
+        text = lock_path(out_dir, rid).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        held = json.loads(text)
+    except ValueError:
+        return {}
+    return held if isinstance(held, dict) else {}
+
+
+def _pid_alive(pid) -> bool:
+    """Whether a process with this id exists on this host."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:  # kill(0) = own group
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, as another user
+        return True
+    return True
+
+
+def claim_is_live(out_dir, rid: str, stale_seconds: float = STALE_CLAIM_SECONDS) -> bool:
+    """Whether a run is claimed by a runner that may still be executing it.
+
+    A claim is stale once its lock has gone ``stale_seconds`` without a refresh (runners
+    refresh theirs every ``CLAIM_REFRESH_SECONDS``), and at once when it was made on this
+    host by a process that no longer exists. A claim from another host, or a lock that
+    cannot be read, is trusted until then.
+    """
+    path = lock_path(out_dir, rid)
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    held = read_claim(out_dir, rid)
+    if held is None or age > stale_seconds:
+        return False
+    if held.get("host") == socket.gethostname():
+        return _pid_alive(held.get("pid"))
+    return True
+
+
+def _remove_stale_claim(out_dir, rid: str, stale_seconds: float) -> bool:
+    """Delete a run's lock if its claim is stale; True when the lock is gone.
+
+    Takeovers are serialised by a second O_EXCL file (``<id>.takeover``), so that two
+    runners finding the same stale lock cannot delete the fresh lock one of them made.
+    """
+    guard = lock_path(out_dir, rid).with_suffix(".takeover")
+    try:
+        os.close(os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:  # another runner is taking it over (or died doing so)
+        with contextlib.suppress(OSError):
+            if time.time() - guard.stat().st_mtime > 30:
+                guard.unlink()
+        return False
+    try:
+        if claim_is_live(out_dir, rid, stale_seconds):
+            return False
+        lock_path(out_dir, rid).unlink(missing_ok=True)
+        return True
+    finally:
+        guard.unlink(missing_ok=True)
+
+
+def claim(out_dir, rid: str, stale_seconds: float = STALE_CLAIM_SECONDS) -> str | None:
+    """Claim a run for this process: create ``runs/<id>.lock`` with O_CREAT | O_EXCL.
+
+    A stale claim (see ``claim_is_live``) is taken over.
+
+    Returns:
+        The claim's token (for ``release_claim``), or None when another runner holds it.
+    """
+    path = lock_path(out_dir, rid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not _remove_stale_claim(out_dir, rid, stale_seconds):
+                return None
+            continue
+        token = uuid.uuid4().hex
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": time.time(), "token": token}, handle)
+        return token
+    return None  # another runner made a fresh claim while the stale one was removed
+
+
+def refresh_claim(out_dir, rid: str) -> None:
+    """Mark a claim as still in use (its lock's modification time is now)."""
+    with contextlib.suppress(OSError):
+        os.utime(lock_path(out_dir, rid))
+
+
+def release_claim(out_dir, rid: str, token: str) -> None:
+    """Remove this process's claim of a run; a claim that is no longer ours is left."""
+    held = read_claim(out_dir, rid)
+    if held and held.get("token") == token:
+        lock_path(out_dir, rid).unlink(missing_ok=True)

@@ -1,0 +1,262 @@
+"""Tests for nstlib.vgg_weights: weights modes, random weights, .h5 files, the ImageNet path."""
+
+from __future__ import annotations
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import nstlib
+from nstlib import config
+from nstlib.features import (
+    LAYER_NAMES,
+    FeatureExtractor,
+)
+from nstlib.images import vgg_preprocess
+from nstlib.vgg_weights import (
+    WeightsFileError,
+    WeightsUnavailableError,
+    random_conv_weights,
+)
+
+IMAGENET_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+SHALLOW = {"content_layers": ("block2_conv1",), "style_layers": ("block1_conv1",)}
+
+
+def _image(size: int = 32, seed: int = 0, height: int | None = None) -> tf.Tensor:
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.uniform(size=(1, height or size, size, 3)), tf.float32)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No cached weights (empty KERAS_HOME, no NSTLIB_VGG19_WEIGHTS) and no network.
+
+    The network is cut by replacing Keras' downloader with one that fails the way it
+    does offline, so the test never downloads 80 MB on a machine that happens to be online.
+    """
+    keras_home = tmp_path / "keras_home"
+    keras_home.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    monkeypatch.delenv(config.WEIGHTS_ENV_VAR, raising=False)
+    calls = []
+
+    def no_network(fname, origin, **kwargs):
+        calls.append((fname, origin, kwargs))
+        print(f"Downloading data from {origin}")  # what Keras prints before trying
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary "
+                        f"failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    return calls
+
+
+def test_random_weights_reproducible_per_seed_and_different_across_seeds():
+    a = FeatureExtractor(**SHALLOW, weights="random", seed=5)
+    b = FeatureExtractor(**SHALLOW, weights="random", seed=5)
+    c = FeatureExtractor(**SHALLOW, weights="random", seed=6)
+    assert a.weights_source == "random" and a.weights_path is None
+    assert "random" in a.description and "5" in a.description
+    for name in ("block1_conv1", "block1_conv2", "block2_conv1"):
+        wa, wb, wc = (x.model.get_layer(name).get_weights()[0] for x in (a, b, c))
+        np.testing.assert_array_equal(wa, wb)
+        assert not np.allclose(wa, wc)
+    image = _image(16)
+    np.testing.assert_array_equal(a(image).content[0].numpy(), b(image).content[0].numpy())
+    assert not np.allclose(a(image).content[0].numpy(), c(image).content[0].numpy())
+
+
+def test_random_weights_are_he_normal_with_zero_bias():
+    kernel, bias = random_conv_weights("block2_conv2", seed=3)
+    fan_in = 9 * 128
+    assert kernel.shape == (3, 3, 128, 128) and kernel.dtype == np.float32
+    assert kernel.std() == pytest.approx(np.sqrt(2.0 / fan_in), rel=0.02)
+    assert abs(kernel.mean()) < 0.05 * kernel.std()
+    np.testing.assert_array_equal(bias, 0.0)
+
+
+def test_saved_weights_round_trip_to_identical_features(tmp_path):
+    original = FeatureExtractor(**SHALLOW, weights="random", seed=11)
+    path = original.save_weights(tmp_path / "vgg.h5")
+    assert path == tmp_path / "vgg.h5" and path.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vgg.h5"]  # no temporary left
+    with h5py.File(path, "r") as f:  # only the built layers are written
+        assert sorted(k for k in f) == ["block1_conv1", "block1_conv2", "block2_conv1"]
+    loaded = FeatureExtractor(**SHALLOW, weights=path)
+    assert loaded.weights_source == "file" and loaded.weights_path == path
+    assert str(path) in loaded.description
+    image = _image(24, seed=5)
+    for got, expected in zip(loaded(image), original(image), strict=True):
+        np.testing.assert_array_equal(got[0].numpy(), expected[0].numpy())
+    # Also accepted as a string, and by a shallower extractor.
+    shallower = FeatureExtractor(content_layers=("block1_conv1",), style_layers=(),
+                                 weights=str(path))
+    np.testing.assert_array_equal(shallower(image).content[0].numpy(),
+                                  original(image).style[0].numpy())
+
+
+def _write_legacy_h5(path, layers: dict[str, list[np.ndarray]], every_group=True) -> None:
+    """The layout of keras-applications' downloaded notop file, written by hand.
+
+    With ``every_group`` each layer has a group (empty for pools and for conv layers not
+    in ``layers``), as in the real file; otherwise only the layers given.
+    """
+    with h5py.File(path, "w") as f:
+        all_names = ["input_1"] + list(LAYER_NAMES) if every_group else list(layers)
+        f.attrs["layer_names"] = np.array([n.encode() for n in all_names])
+        for name in all_names:
+            group = f.create_group(name)
+            weights = layers.get(name, [])
+            names = [f"{name}_W_1:0", f"{name}_b_1:0"][: len(weights)]
+            group.attrs["weight_names"] = np.array([n.encode() for n in names], dtype="S")
+            for dataset, value in zip(names, weights, strict=True):
+                group.create_dataset(dataset, data=value)
+
+
+def test_hand_written_legacy_h5_loads_and_computes_relu_conv(tmp_path):
+    rng = np.random.default_rng(9)
+    layers = {
+        "block1_conv1": [rng.normal(0, 0.1, (3, 3, 3, 64)).astype(np.float32),
+                         rng.normal(0, 1, 64).astype(np.float32)],
+        "block1_conv2": [rng.normal(0, 0.05, (3, 3, 64, 64)).astype(np.float32),
+                         rng.normal(0, 1, 64).astype(np.float32)],
+    }
+    path = tmp_path / "legacy.h5"
+    _write_legacy_h5(path, layers)
+    extractor = FeatureExtractor(content_layers=("block1_conv1",), style_layers=(),
+                                 weights=path)
+    for name, (kernel, bias) in layers.items():
+        if name in [layer.name for layer in extractor.model.layers]:
+            got_kernel, got_bias = extractor.model.get_layer(name).get_weights()
+            np.testing.assert_array_equal(got_kernel, kernel)
+            np.testing.assert_array_equal(got_bias, bias)
+    # Independent forward pass: ReLU(conv(preprocessed image, W) + b), "same" padding.
+    image = _image(12, seed=6)
+    kernel, bias = layers["block1_conv1"]
+    expected = tf.nn.relu(tf.nn.conv2d(vgg_preprocess(image), kernel, 1, "SAME") + bias)
+    np.testing.assert_allclose(extractor(image).content[0].numpy(), expected.numpy(), rtol=1e-5,
+                               atol=1e-3)
+
+
+@pytest.mark.parametrize("every_group", [True, False])
+def test_weight_file_missing_a_needed_layer(tmp_path, every_group):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "partial.h5"
+    _write_legacy_h5(path, {"block1_conv1": [rng.normal(size=(3, 3, 3, 64)).astype(np.float32),
+                                             np.zeros(64, np.float32)]}, every_group)
+    with pytest.raises(ValueError, match=r"lacks layer\(s\) block1_conv2, block2_conv1 needed "
+                                         r"up to block2_conv1") as info:
+        FeatureExtractor(**SHALLOW, weights=path)
+    assert "partial.h5" in str(info.value)
+
+
+def test_weight_file_with_wrong_shapes(tmp_path):
+    path = tmp_path / "wrong.h5"
+    _write_legacy_h5(path, {"block1_conv1": [np.zeros((3, 3, 3, 32), np.float32),
+                                             np.zeros(32, np.float32)]})
+    with pytest.raises(ValueError, match="block1_conv1 has shapes"):
+        FeatureExtractor(content_layers=("block1_conv1",), style_layers=(), weights=path)
+
+
+def test_weights_argument_that_is_neither_mode_nor_file(tmp_path):
+    with pytest.raises(ValueError, match="neither"):
+        FeatureExtractor(**SHALLOW, weights=tmp_path / "missing.h5")
+    with pytest.raises(ValueError, match="auto, imagenet, random"):
+        FeatureExtractor(**SHALLOW, weights="ImageNet-ish")
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda path, data: path.write_text("these are not weights\n"), "not an HDF5 file"),
+    (lambda path, data: path.write_bytes(data[:len(data) // 2]), "truncated HDF5 file"),
+    (lambda path, data: path.write_bytes(data[:2048]), "truncated HDF5 file"),
+])
+def test_weights_file_that_is_not_hdf5_or_is_truncated(make, why, tmp_path):
+    data = FeatureExtractor(**SHALLOW, weights="random").save_weights(
+        tmp_path / "good.h5").read_bytes()
+    bad = tmp_path / "bad.h5"
+    make(bad, data)
+    with pytest.raises(WeightsFileError) as info:
+        FeatureExtractor(**SHALLOW, weights=bad)
+    assert str(info.value) == f"not a VGG19 weights file: {bad} ({why})"
+    assert isinstance(info.value, ValueError)  # the CLI's exit code 2 for bad input
+    assert nstlib.WeightsFileError is WeightsFileError
+
+
+def test_imagenet_offline_raises_with_instructions(offline, capsys):
+    with pytest.raises(WeightsUnavailableError) as info:
+        FeatureExtractor(**SHALLOW, weights="imagenet")
+    message = str(info.value)
+    assert "\n" not in message
+    assert config.WEIGHTS_ENV_VAR in message  # NSTLIB_VGG19_WEIGHTS=/path/to/...
+    assert "~/.keras/models" in message and IMAGENET_FILE in message
+    assert "weights='random'" in message
+    # It tried Keras' downloader, with the checksum and the Keras cache folder.
+    [(fname, origin, kwargs)] = offline
+    assert fname == IMAGENET_FILE and origin.endswith(IMAGENET_FILE)
+    assert kwargs.get("cache_subdir") == "models" and kwargs.get("file_hash")
+    assert nstlib.WeightsUnavailableError is WeightsUnavailableError
+    assert "RANDOM" not in capsys.readouterr().err  # never silently degraded
+
+
+def test_imagenet_with_env_var_pointing_nowhere(offline, monkeypatch, tmp_path):
+    monkeypatch.setenv(config.WEIGHTS_ENV_VAR, str(tmp_path / "nowhere.h5"))
+    with pytest.raises(WeightsUnavailableError, match=f"{config.WEIGHTS_ENV_VAR}=.*nowhere.h5"):
+        FeatureExtractor(**SHALLOW, weights="imagenet")
+
+
+def test_auto_offline_falls_back_to_random_and_says_so_once(offline, capsys):
+    extractor = FeatureExtractor(**SHALLOW, weights="auto", seed=4)
+    out, err = capsys.readouterr()
+    assert out == ""  # Keras' "Downloading data from" line is moved to stderr
+    lines = [line for line in err.splitlines()
+             if line.strip() and not line.startswith("Downloading data from")]
+    assert len(lines) == 1, err
+    assert "RANDOM" in lines[0] and "unavailable" in lines[0] and "seed 4" in lines[0]
+    assert extractor.weights_source == "random" and extractor.weights_path is None
+    reference = FeatureExtractor(**SHALLOW, weights="random", seed=4)
+    image = _image(16)
+    np.testing.assert_array_equal(extractor(image).content[0].numpy(),
+                                  reference(image).content[0].numpy())
+
+
+def test_auto_with_a_wrong_env_var_names_it_in_the_fall_back_line(offline, monkeypatch,
+                                                                  tmp_path, capsys):
+    wrong = tmp_path / "typo_vgg19.h5"
+    monkeypatch.setenv(config.WEIGHTS_ENV_VAR, str(wrong))
+    extractor = FeatureExtractor(**SHALLOW, weights="auto", seed=2)
+    assert extractor.weights_source == "random"
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [f"nstlib: ImageNet VGG19 weights unavailable ({config.WEIGHTS_ENV_VAR}="
+                     f"{wrong} does not name a file); using RANDOM weights (seed 2). See "
+                     f"README 'VGG19 weights'."]
+    assert offline == []  # the variable was meant: no download instead of it
+
+
+def test_auto_and_imagenet_use_the_env_var_file(offline, monkeypatch, tmp_path, capsys):
+    donor = FeatureExtractor(**SHALLOW, weights="random", seed=7)
+    path = donor.save_weights(tmp_path / "my_vgg19.h5")
+    monkeypatch.setenv(config.WEIGHTS_ENV_VAR, str(path))
+    image = _image(16)
+    for mode in ("auto", "imagenet"):
+        extractor = FeatureExtractor(**SHALLOW, weights=mode, seed=0)
+        assert extractor.weights_source == "imagenet"
+        assert extractor.weights_path == path
+        np.testing.assert_array_equal(extractor(image).content[0].numpy(),
+                                      donor(image).content[0].numpy())
+    assert offline == []  # no download attempted
+    assert capsys.readouterr().err == ""
+
+
+def test_imagenet_found_in_the_keras_cache(offline, monkeypatch, tmp_path):
+    donor = FeatureExtractor(**SHALLOW, weights="random", seed=8)
+    cache = tmp_path / "keras_home" / "models"
+    cache.mkdir(parents=True, exist_ok=True)
+    donor.save_weights(cache / IMAGENET_FILE)
+    extractor = FeatureExtractor(**SHALLOW, weights="imagenet")
+    assert extractor.weights_source == "imagenet"
+    assert extractor.weights_path == cache / IMAGENET_FILE
+    assert offline == []
