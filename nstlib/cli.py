@@ -63,13 +63,21 @@ def _sigterm_as_ctrl_c(enabled: bool = True):
 
 
 @contextlib.contextmanager
-def _sigterm_deferred():
-    """Hold SIGTERM back while results are written (``_SigtermState.received`` tells)."""
+def _sigterm_deferred(raise_after: bool = False):
+    """Hold SIGTERM back while results are written (``_SigtermState.received`` tells).
+
+    With ``raise_after`` (a save in the middle of a run), a SIGTERM that arrived during the
+    block is raised when the file is complete, so the run still stops at once but never
+    leaves half a file or a temporary file behind.
+    """
+    already = _SigtermState.received
     _SigtermState.deferred = True
     try:
         yield
     finally:
         _SigtermState.deferred = False
+    if raise_after and _SigtermState.received and not already:
+        raise Terminated()
 
 
 def _import_tensorflow_quietly() -> None:
@@ -345,8 +353,9 @@ def run_one(args, config, content: str, style: str | list[str], output: Path,
 
     def save_intermediate(step, image, losses):
         if save_every and step > 0 and step % save_every == 0:
-            images.save_image(image, output.with_name(f"{output.stem}.step{step:04d}.png"),
-                              inputs=inputs)
+            with _sigterm_deferred(raise_after=True):
+                images.save_image(image, output.with_name(f"{output.stem}.step{step:04d}.png"),
+                                  inputs=inputs)
 
     try:
         result = stylize(content_image, style_images if isinstance(style, list) else

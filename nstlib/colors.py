@@ -35,7 +35,7 @@ MATCH_METHODS = ("eigen", "cholesky")
 _EIGEN_FLOOR = 1e-10
 
 
-def _rgb(image, name: str = "image") -> np.ndarray:
+def as_rgb(image, name: str = "image") -> np.ndarray:
     """``image`` as float64 (H, W, 3) (a (1, H, W, 3) batch of one is accepted)."""
     array = np.asarray(image, dtype=np.float64)
     if array.ndim == 4 and array.shape[0] == 1:
@@ -61,7 +61,7 @@ def rgb_to_yiq(image) -> np.ndarray:
     Returns:
         Same shape, float32: Y in [0, 1], I in about [-0.6, 0.6], Q in about [-0.52, 0.52].
     """
-    return _like(_rgb(image) @ RGB_TO_YIQ.T, image)
+    return _like(as_rgb(image) @ RGB_TO_YIQ.T, image)
 
 
 def yiq_to_rgb(yiq) -> np.ndarray:
@@ -73,7 +73,7 @@ def yiq_to_rgb(yiq) -> np.ndarray:
     Returns:
         Same shape, float32 RGB (outside [0, 1] where the colour is not displayable).
     """
-    return _like(_rgb(yiq, "yiq") @ YIQ_TO_RGB.T, yiq)
+    return _like(as_rgb(yiq, "yiq") @ YIQ_TO_RGB.T, yiq)
 
 
 def luminance(image) -> np.ndarray:
@@ -85,7 +85,7 @@ def luminance(image) -> np.ndarray:
     Returns:
         (H, W) or (1, H, W) float32 in [0, 1].
     """
-    return _like(_rgb(image) @ RGB_TO_YIQ[0], image)
+    return _like(as_rgb(image) @ RGB_TO_YIQ[0], image)
 
 
 def grey(luma) -> np.ndarray:
@@ -135,7 +135,7 @@ def combine_luminance(luma, chroma_source) -> np.ndarray:
     Returns:
         (H, W, 3) or (1, H, W, 3) float32 RGB in [0, 1], shaped like ``chroma_source``.
     """
-    source = _rgb(chroma_source, "chroma_source")
+    source = as_rgb(chroma_source, "chroma_source")
     y = np.asarray(luma, np.float64).reshape(source.shape[:2])
     chroma = (source @ RGB_TO_YIQ[1:].T) @ YIQ_TO_RGB[:, 1:].T  # (H, W, 3): d per channel
     low, high = (-chroma).max(axis=-1), (1.0 - chroma).min(axis=-1)
@@ -153,7 +153,7 @@ def color_statistics(image) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         mean (3,) and covariance (3, 3) float64 (population covariance, divided by H·W).
     """
-    pixels = _rgb(image).reshape(-1, 3)
+    pixels = as_rgb(image).reshape(-1, 3)
     mean = pixels.mean(axis=0)
     centred = pixels - mean
     return mean, centred.T @ centred / len(pixels)
@@ -213,5 +213,5 @@ def match_color_statistics(image, reference, method: str = "eigen",
     mean_i, cov_i = color_statistics(image)
     mean_r, cov_r = color_statistics(reference)
     matrix = color_transfer_matrix(cov_i, cov_r, method)
-    mapped = (_rgb(image) - mean_i) @ matrix.T + mean_r
+    mapped = (as_rgb(image) - mean_i) @ matrix.T + mean_r
     return _like(np.clip(mapped, 0.0, 1.0) if clip else mapped, image)

@@ -29,6 +29,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
+from nstlib.colors import as_rgb
+
 #: Random unit directions in RGB space for the sliced Wasserstein distance (fixed seed, so
 #: every score is comparable with every other).
 N_DIRECTIONS = 64
@@ -42,20 +44,9 @@ N_ORIENTATION_BINS = 16
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def _hwc(image) -> np.ndarray:
-    """(H, W, 3) float64 from (H, W, 3) or (1, H, W, 3) in [0, 1]."""
-    array = np.asarray(image, dtype=np.float64)
-    if array.ndim == 4 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim != 3 or array.shape[-1] != 3:
-        raise ValueError(f"expected an (H, W, 3) or (1, H, W, 3) RGB image, got shape "
-                         f"{tuple(np.shape(image))}")
-    return array
-
-
 def luminance(image) -> np.ndarray:
     """(H, W) luminance Y = 0.299 R + 0.587 G + 0.114 B of an RGB image in [0, 1]."""
-    return _hwc(image) @ LUMA
+    return as_rgb(image) @ LUMA
 
 
 def _directions(n: int = N_DIRECTIONS) -> np.ndarray:
@@ -79,8 +70,8 @@ def color_distance(image, reference) -> float:
     """
     levels = (np.arange(N_QUANTILES) + 0.5) / N_QUANTILES
     directions = _directions()
-    a = _hwc(image).reshape(-1, 3) @ directions.T
-    b = _hwc(reference).reshape(-1, 3) @ directions.T
+    a = as_rgb(image).reshape(-1, 3) @ directions.T
+    b = as_rgb(reference).reshape(-1, 3) @ directions.T
     qa = np.quantile(a, levels, axis=0)
     qb = np.quantile(b, levels, axis=0)
     return float(np.mean(np.abs(qa - qb)))
@@ -149,7 +140,7 @@ def texture_distance(image, reference, scales: int | None = None) -> float:
     smaller image allows (``default_scales``).
     """
     if scales is None:
-        scales = default_scales(np.shape(_hwc(image)), np.shape(_hwc(reference)))
+        scales = default_scales(np.shape(as_rgb(image)), np.shape(as_rgb(reference)))
     a, b = texture_statistics(image, scales), texture_statistics(reference, scales)
     return float(np.mean(np.abs(a["log_energy"] - b["log_energy"]))
                  + np.mean(np.abs(np.log(a["kurtosis"]) - np.log(b["kurtosis"])))

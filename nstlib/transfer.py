@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -244,6 +245,45 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
     stages = config.stages()
     set_seed(config.seed, config.deterministic)
     started = time.perf_counter()
+    inputs = _load_inputs(config, stages, content, style, style_masks)
+    extractor = extractor_for(config)
+    image, parts, first_start = None, [], None
+    for stage in stages:
+        outcome, content_image, style_images, scale_start = _run_stage(
+            config, stage, extractor, inputs, image, callbacks, progress)
+        first_start = scale_start if first_start is None else first_start
+        image = outcome.image
+        parts.append((stage.size, outcome.history, scale_start - first_start))
+        if outcome.status != "completed":
+            break
+    history = outcome.history if config.scales is None else History.joined(parts, "scale")
+    if config.preserve_colors == "luminance":
+        image = _recolor(image, images.resize_max_side(inputs.content_rgb, stage.size))
+    record = run_record(config, stages, content, style, extractor, outcome)
+    record.update(content_shape=list(content_image.shape),
+                  style_shape=list(style_images[inputs.first].shape),
+                  wall_seconds=time.perf_counter() - started)
+    if len(style_images) > 1:
+        record["style_shapes"] = [list(s.shape) for s in style_images]
+    if style_masks is not None:
+        record["style_masks"] = _describe_source(_as_list(style_masks))
+    return StylizeResult(image, history, record)
+
+
+class _Inputs(NamedTuple):
+    """The loaded images of a run (full size; ``content`` and ``styles`` recoloured as
+    ``preserve_colors`` asks, ``content_rgb`` as given) and which style ``init`` uses."""
+
+    content_rgb: tf.Tensor
+    content: tf.Tensor
+    styles: list
+    masks: list | None
+    first: int
+
+
+def _load_inputs(config: StylizeConfig, stages: list[Stage], content, style,
+                 style_masks) -> _Inputs:
+    """Load and check the images and masks of a run (before any network is built)."""
     weights = blend_weights(config.loss.style_blend, len(_as_list(style)))  # checks the count
     first = weights.index(max(weights))  # the style that init="style" starts from
     content_full = images.load_image(content)
@@ -251,44 +291,34 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
     check_fits(config, content_full.shape[1:3], [s.shape[1:3] for s in styles_full])
     masks = None if style_masks is None else load_style_masks(
         style_masks, len(styles_full), content_full.shape, stages[-1].size)
-    content_rgb = content_full
-    content_full, styles_full = color_inputs(config.preserve_colors, content_full, styles_full)
-    extractor = extractor_for(config)
-    image, parts, first_start = None, [], None
-    for stage in stages:
-        content_image = images.resize_max_side(content_full, stage.size)
-        style_images = [images.resize_max_side(s, stage.style_size) for s in styles_full]
-        style_image = style_images[first]
-        objective = StyleTransferObjective(extractor, content_image, style_images, config.loss,
-                                           style_masks=masks)
-        start = (initial_image(config.init, content_image, style_image, config.seed)
-                 if image is None else images.resize(image, (int(content_image.shape[1]),
-                                                        int(content_image.shape[2]))))
-        scale_start = time.perf_counter()
-        first_start = scale_start if first_start is None else first_start
-        chroma = (images.resize_max_side(content_rgb, stage.size)
-                  if config.preserve_colors == "luminance" else None)
-        outcome = minimize(objective, start, steps=stage.steps, optimizer=config.optim.optimizer,
-                           learning_rate=config.optim.learning_rate,
-                           schedule=config.optim.schedule,
-                           callbacks=callbacks if chroma is None else _recolored_callbacks(
-                               callbacks, chroma),
-                           progress=progress, description=_bar_label(config, stage))
-        image = outcome.image
-        parts.append((stage.size, outcome.history, scale_start - first_start))
-        if outcome.status != "completed":
-            break
-    history = outcome.history if config.scales is None else History.joined(parts, "scale")
-    if chroma is not None:
-        image = _recolor(image, chroma)
-    record = run_record(config, stages, content, style, extractor, outcome)
-    record.update(content_shape=list(content_image.shape), style_shape=list(style_image.shape),
-                  wall_seconds=time.perf_counter() - started)
-    if len(style_images) > 1:
-        record["style_shapes"] = [list(s.shape) for s in style_images]
-    if style_masks is not None:
-        record["style_masks"] = _describe_source(_as_list(style_masks))
-    return StylizeResult(image, history, record)
+    content, styles = color_inputs(config.preserve_colors, content_full, styles_full)
+    return _Inputs(content_full, content, styles, masks, first)
+
+
+def _run_stage(config: StylizeConfig, stage: Stage, extractor: FeatureExtractor,
+               inputs: _Inputs, image, callbacks, progress: bool):
+    """Optimise at one scale, from ``image`` upsampled (or the init at the first scale).
+
+    Returns:
+        (the ``OptimizationResult``, the content image and the style images at this scale,
+        the ``time.perf_counter()`` at the start of the optimisation).
+    """
+    content_image = images.resize_max_side(inputs.content, stage.size)
+    style_images = [images.resize_max_side(s, stage.style_size) for s in inputs.styles]
+    objective = StyleTransferObjective(extractor, content_image, style_images, config.loss,
+                                       style_masks=inputs.masks)
+    start = (initial_image(config.init, content_image, style_images[inputs.first], config.seed)
+             if image is None else images.resize(image, (int(content_image.shape[1]),
+                                                    int(content_image.shape[2]))))
+    if config.preserve_colors == "luminance":  # callbacks see the recoloured image
+        callbacks = _recolored_callbacks(
+            callbacks, images.resize_max_side(inputs.content_rgb, stage.size))
+    started = time.perf_counter()
+    outcome = minimize(objective, start, steps=stage.steps, optimizer=config.optim.optimizer,
+                       learning_rate=config.optim.learning_rate,
+                       schedule=config.optim.schedule, callbacks=callbacks,
+                       progress=progress, description=_bar_label(config, stage))
+    return outcome, content_image, style_images, started
 
 
 def _bar_label(config: StylizeConfig, stage: Stage) -> str:

@@ -14,20 +14,8 @@ import os
 
 os.environ.setdefault("NSTLIB_CONV_IMPL", "transposed")
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-
-def numpy_gram(features, normalize: str = "hw") -> np.ndarray:
-    """Independent Gram reference: (B, H, W, C) -> (B, C, C) float64, G = FᵀF / norm.
-
-    ``normalize`` is "none" (no division), "hw" (positions, nstlib's default) or "chw".
-    """
-    f = np.asarray(features, np.float64)
-    batch, height, width, channels = f.shape
-    flat = f.reshape(batch, height * width, channels)
-    divisor = {"none": 1.0, "hw": height * width, "chw": channels * height * width}[normalize]
-    return np.einsum("bki,bkj->bij", flat, flat) / divisor
+from references import numpy_gram  # noqa: E402
 
 
 @pytest.fixture
@@ -54,3 +42,12 @@ def tiny_config():
     return StylizeConfig.from_flat(size=32, steps=2, weights="random",
                                    content_layers=("block2_conv1",),
                                    style_layers=("block1_conv1", "block2_conv1"))
+
+
+@pytest.fixture(scope="module")
+def block3_avg():
+    """Random-weight extractor up to block3_conv1 with average pooling (seed 0)."""
+    from nstlib.features import FeatureExtractor
+
+    return FeatureExtractor(content_layers=(), style_layers=("block3_conv1",), weights="random",
+                            pooling="avg", seed=0)

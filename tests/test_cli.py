@@ -1050,3 +1050,18 @@ def test_two_runners_on_one_folder_run_each_run_once(tmp_path):
     assert not list((out / "runs").glob("*.lock"))
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
     assert len(records) == 6 and all(r["status"] == "completed" for r in records)
+
+
+def test_sigterm_during_an_intermediate_save_stops_the_run_after_the_file_is_complete(tmp_path):
+    """A SIGTERM that lands while a --save-every image is written is held until the file
+    is complete (no temporary file left), then stops the run like Ctrl-C."""
+    from nstlib import images
+
+    cli._SigtermState.received = cli._SigtermState.deferred = False
+    target = tmp_path / "r.step0001.png"
+    with pytest.raises(cli.Terminated):
+        with cli._sigterm_deferred(raise_after=True):
+            cli._on_sigterm(signal.SIGTERM, None)  # arrives mid-save: nothing raised here
+            images.save_image(np.zeros((4, 4, 3), np.float32), target)
+    assert target.is_file() and not list(tmp_path.glob(".*.tmp"))
+    cli._SigtermState.received = False

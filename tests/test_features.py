@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from references import random_batch
 
 import nstlib
 from nstlib.features import (
@@ -17,18 +18,6 @@ from nstlib.features import (
 
 IMAGENET_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 SHALLOW = {"content_layers": ("block2_conv1",), "style_layers": ("block1_conv1",)}
-
-
-def _image(size: int = 32, seed: int = 0, height: int | None = None) -> tf.Tensor:
-    rng = np.random.default_rng(seed)
-    return tf.constant(rng.uniform(size=(1, height or size, size, 3)), tf.float32)
-
-
-@pytest.fixture(scope="module")
-def block3_avg():
-    """Random-weight extractor up to block3_conv1 with average pooling (seed 0)."""
-    return FeatureExtractor(content_layers=(), style_layers=("block3_conv1",), weights="random",
-                            pooling="avg", seed=0)
 
 
 # ----------------------------------------------------------------------------- layer tables
@@ -52,7 +41,7 @@ def test_layers_and_weights_match_keras_applications_vgg19(tmp_path):
     extractor = FeatureExtractor(content_layers=("block2_conv1",), style_layers=(),
                                  weights=path)
     assert extractor.weights_source == "file"
-    image = _image(32)
+    image = random_batch(32)
     expected = keras.Model(reference.input, reference.get_layer("block2_conv1").output)(
         keras.applications.vgg19.preprocess_input(image.numpy() * 255.0))
     np.testing.assert_allclose(extractor(image).content[0].numpy(), np.asarray(expected),
@@ -82,18 +71,18 @@ def test_model_stops_at_the_deepest_requested_layer():
     assert extractor.model.layers[-1].name == "block2_conv1"
     built = [layer.name for layer in extractor.model.layers[1:]]
     assert built == list(LAYER_NAMES[: LAYER_NAMES.index("block2_conv1") + 1])
-    outputs = extractor.layer_outputs(_image(16))
+    outputs = extractor.layer_outputs(random_batch(16))
     assert set(outputs) == set(built)
 
 
 def test_features_come_in_request_order_with_documented_shapes():
     extractor = FeatureExtractor(content_layers=("block1_conv2",),
                                  style_layers=("block2_conv1", "block1_conv1"), weights="random")
-    features = extractor(_image(16, height=24))
+    features = extractor(random_batch(16, height=24))
     assert isinstance(features, Features)
     assert [tuple(f.shape) for f in features.content] == [(1, 24, 16, 64)]
     assert [tuple(f.shape) for f in features.style] == [(1, 12, 8, 128), (1, 24, 16, 64)]
-    outputs = extractor.layer_outputs(_image(16, height=24))
+    outputs = extractor.layer_outputs(random_batch(16, height=24))
     np.testing.assert_array_equal(features.style[1].numpy(), outputs["block1_conv1"].numpy())
 
 
@@ -101,7 +90,7 @@ def test_truncated_and_deep_extractors_share_shallow_features(block3_avg):
     shallow = FeatureExtractor(content_layers=(), style_layers=("block1_conv2",),
                                weights="random", pooling="avg", seed=0)
     assert len(shallow.model.layers) < len(block3_avg.model.layers)
-    image = _image(32, seed=2)
+    image = random_batch(32, seed=2)
     deep = block3_avg.layer_outputs(image)
     np.testing.assert_array_equal(shallow.layer_outputs(image)["block1_conv1"].numpy(),
                                   deep["block1_conv1"].numpy())
@@ -114,7 +103,7 @@ def test_truncated_and_deep_extractors_share_shallow_features(block3_avg):
 def test_activations_neither_vanish_nor_explode():
     extractor = FeatureExtractor(content_layers=(), style_layers=("block1_conv1", "block5_conv1"),
                                  weights="random", seed=0)
-    first, last = extractor(_image(32, seed=3)).style
+    first, last = extractor(random_batch(32, seed=3)).style
     rms = [float(tf.sqrt(tf.reduce_mean(tf.square(f)))) for f in (first, last)]
     assert rms[0] > 0 and np.isfinite(rms[1])
     assert 0.1 < rms[1] / rms[0] < 10.0, rms
@@ -124,7 +113,7 @@ def test_activations_neither_vanish_nor_explode():
 
 
 def test_average_pooling_is_a_numpy_2x2_mean_and_differs_from_max(block3_avg):
-    image = _image(32, seed=4)
+    image = random_batch(32, seed=4)
     avg = block3_avg.layer_outputs(image)
     max_net = FeatureExtractor(content_layers=(), style_layers=("block1_pool",),
                                weights="random", pooling="max", seed=0)

@@ -80,7 +80,7 @@ def test_content_score_follows_layout_not_texture():
 
 
 def test_bad_shapes_fail_with_one_line():
-    with pytest.raises(ValueError, match=r"expected an \(H, W, 3\)"):
+    with pytest.raises(ValueError, match=r"must have shape \(H, W, 3\) or \(1, H, W, 3\)"):
         judge.color_distance(np.zeros((4, 4)), np.zeros((4, 4, 3)))
 
 

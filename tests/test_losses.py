@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.ndimage
 import tensorflow as tf
+from references import random_image, scipy_pyramid
 
 import nstlib
 from nstlib.features import FeatureExtractor
@@ -453,21 +453,6 @@ def extractor():
                             weights="random", seed=0)
 
 
-def _random_image(shape, seed=0):
-    return np.random.default_rng(seed).random(shape).astype(np.float32)
-
-
-def _scipy_pyramid(image, levels, sigma=1.0):
-    """Reference: blur each (H, W, C) level with SciPy (reflect borders), keep every 2nd pixel."""
-    level = np.asarray(image, np.float64)[0]
-    out = [level]
-    for _ in range(levels - 1):
-        level = scipy.ndimage.gaussian_filter(level, sigma=(sigma, sigma, 0), mode="reflect")
-        level = level[::2, ::2]
-        out.append(level)
-    return out
-
-
 def _np_gram(features):
     f = np.asarray(features, np.float64)[0]
     flat = f.reshape(-1, f.shape[-1])
@@ -513,9 +498,9 @@ def test_pyramid_style_loss_is_weighted_sum_over_levels():
 
 
 def test_pyramid_style_targets_are_grams_of_scipy_pyramid_levels(extractor):
-    style = _random_image((1, 40, 36, 3), seed=7)
+    style = random_image((1, 40, 36, 3), seed=7)
     targets = pyramid_style_targets(extractor, style, levels=3)
-    for level, grams in zip(_scipy_pyramid(style, 3), targets, strict=True):
+    for level, grams in zip(scipy_pyramid(style, 3), targets, strict=True):
         features = extractor(level[None].astype(np.float32)).style
         for f, gram in zip(features, grams, strict=True):
             expected = _np_gram(f)
@@ -524,16 +509,16 @@ def test_pyramid_style_targets_are_grams_of_scipy_pyramid_levels(extractor):
 
 
 def test_objective_with_one_level_matches_plain_and_two_levels_matches_reference(extractor):
-    content = _random_image((1, 32, 32, 3), seed=8)
-    style = _random_image((1, 36, 36, 3), seed=9)
-    image = _random_image((1, 32, 32, 3), seed=10)
+    content = random_image((1, 32, 32, 3), seed=8)
+    style = random_image((1, 36, 36, 3), seed=9)
+    image = random_image((1, 32, 32, 3), seed=10)
     plain = StyleTransferObjective(extractor, content, style)
     one = StyleTransferObjective(extractor, content, style, pyramid_levels=1)
     two = StyleTransferObjective(extractor, content, style, pyramid_levels=2)
     assert float(one(image)["style"]) == pytest.approx(float(plain(image)["style"]), rel=1e-6)
     # Independent reference for two levels: SciPy pyramids, NumPy Grams, mean over levels.
     expected = []
-    for gen_level, sty_level in zip(_scipy_pyramid(image, 2), _scipy_pyramid(style, 2),
+    for gen_level, sty_level in zip(scipy_pyramid(image, 2), scipy_pyramid(style, 2),
                                     strict=True):
         gen = extractor(gen_level[None].astype(np.float32)).style
         sty = extractor(sty_level[None].astype(np.float32)).style
@@ -545,9 +530,9 @@ def test_objective_with_one_level_matches_plain_and_two_levels_matches_reference
 
 def test_objective_refuses_pyramid_too_deep_for_layers():
     deep = FeatureExtractor(("block1_conv1",), ("block3_conv1",), weights="random")
-    small = _random_image((1, 24, 24, 3))
+    small = random_image((1, 24, 24, 3))
     with pytest.raises(ValueError, match="block3_conv1 needs at least 4 px"):
-        StyleTransferObjective(deep, small, _random_image((1, 64, 64, 3)), pyramid_levels=4)
+        StyleTransferObjective(deep, small, random_image((1, 64, 64, 3)), pyramid_levels=4)
 
 
 # ------------------------------------------------------------ several styles: blended Gram targets

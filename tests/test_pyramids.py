@@ -6,23 +6,9 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import tensorflow as tf
+from references import random_image, scipy_pyramid
 
 from nstlib import pyramids
-
-
-def _random_image(shape, seed=0):
-    return np.random.default_rng(seed).random(shape).astype(np.float32)
-
-
-def _scipy_pyramid(image, levels, sigma=1.0):
-    """Reference: blur each (H, W, C) level with SciPy (reflect borders), keep every 2nd pixel."""
-    level = np.asarray(image, np.float64)[0]
-    out = [level]
-    for _ in range(levels - 1):
-        level = scipy.ndimage.gaussian_filter(level, sigma=(sigma, sigma, 0), mode="reflect")
-        level = level[::2, ::2]
-        out.append(level)
-    return out
 
 
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 1.7, 3.0])
@@ -60,7 +46,7 @@ def test_blur_of_constant_image_is_constant():
                                          ((1, 3, 5, 1), 2.0)])
 def test_blur_matches_scipy_reflect(shape, sigma):
     # The last case pads by more than the image size: reflection must keep going.
-    image = _random_image(shape, seed=1)
+    image = random_image(shape, seed=1)
     expected = scipy.ndimage.gaussian_filter(image[0].astype(np.float64),
                                              sigma=(sigma, sigma, 0), mode="reflect")
     got = pyramids.gaussian_blur(image, sigma).numpy()[0]
@@ -68,11 +54,11 @@ def test_blur_matches_scipy_reflect(shape, sigma):
 
 
 def test_pyramid_shapes():
-    image = _random_image((1, 64, 48, 3))
+    image = random_image((1, 64, 48, 3))
     pyramid = pyramids.image_pyramid(image, 4)
     assert [tuple(level.shape) for level in pyramid] == [
         (1, 64 // 2**k, 48 // 2**k, 3) for k in range(4)]
-    odd = pyramids.image_pyramid(_random_image((1, 37, 50, 3)), 3)
+    odd = pyramids.image_pyramid(random_image((1, 37, 50, 3)), 3)
     assert [tuple(level.shape) for level in odd] == [(1, 37, 50, 3), (1, 19, 25, 3),
                                                      (1, 10, 13, 3)]
     single = pyramids.image_pyramid(image, 1)
@@ -81,24 +67,24 @@ def test_pyramid_shapes():
 
 
 def test_pyramid_levels_match_scipy_reference():
-    image = _random_image((1, 45, 64, 3), seed=2)
+    image = random_image((1, 45, 64, 3), seed=2)
     got = pyramids.image_pyramid(image, 4)
-    expected = _scipy_pyramid(image, 4)
+    expected = scipy_pyramid(image, 4)
     for k, (a, b) in enumerate(zip(got, expected, strict=True)):
         assert a.shape[1:3] == b.shape[:2], k
         np.testing.assert_allclose(a.numpy()[0], b, atol=1e-6, err_msg=f"level {k}")
 
 
 def test_pyramid_with_other_sigma_matches_scipy():
-    image = _random_image((1, 32, 32, 3), seed=3)
+    image = random_image((1, 32, 32, 3), seed=3)
     got = pyramids.image_pyramid(image, 3, sigma=0.8)[2].numpy()[0]
-    np.testing.assert_allclose(got, _scipy_pyramid(image, 3, sigma=0.8)[2], atol=1e-6)
+    np.testing.assert_allclose(got, scipy_pyramid(image, 3, sigma=0.8)[2], atol=1e-6)
 
 
 def test_pyramid_is_differentiable_with_unit_gain():
     # Each output pixel is a weighted average (weights sum to 1) of input pixels, so
     # d(sum of level k)/d(input) summed over the input equals the number of outputs.
-    image = tf.constant(_random_image((1, 24, 20, 3), seed=4))
+    image = tf.constant(random_image((1, 24, 20, 3), seed=4))
     with tf.GradientTape() as tape:
         tape.watch(image)
         coarse = pyramids.image_pyramid(image, 3)[2]
@@ -110,6 +96,6 @@ def test_pyramid_is_differentiable_with_unit_gain():
 
 def test_pyramid_rejects_bad_levels():
     with pytest.raises(ValueError):
-        pyramids.image_pyramid(_random_image((1, 8, 8, 3)), 0)
+        pyramids.image_pyramid(random_image((1, 8, 8, 3)), 0)
     with pytest.raises(ValueError):
-        pyramids.image_pyramid(_random_image((1, 2, 2, 3)), 4)
+        pyramids.image_pyramid(random_image((1, 2, 2, 3)), 4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from references import random_batch
 
 from nstlib import receptive_fields
 from nstlib.features import (
@@ -13,18 +14,6 @@ from nstlib.features import (
 )
 from nstlib.images import VGG_MEAN_BGR
 from nstlib.receptive_fields import receptive_field
-
-
-def _image(size: int = 32, seed: int = 0, height: int | None = None) -> tf.Tensor:
-    rng = np.random.default_rng(seed)
-    return tf.constant(rng.uniform(size=(1, height or size, size, 3)), tf.float32)
-
-
-@pytest.fixture(scope="module")
-def block3_avg():
-    """Random-weight extractor up to block3_conv1 with average pooling (seed 0)."""
-    return FeatureExtractor(content_layers=(), style_layers=("block3_conv1",), weights="random",
-                            pooling="avg", seed=0)
 
 
 def _independent_receptive_fields() -> dict[str, tuple[int, int]]:
@@ -77,7 +66,7 @@ def test_receptive_field_measured_from_input_gradients(block3_avg, layer):
     # support of the input gradient is exactly the field; the support of the right-hand
     # neighbour is the same box shifted by the stride.
     size, stride = receptive_field(layer)
-    image = _image(64, seed=1)
+    image = random_batch(64, seed=1)
     centre, right = _centre_unit_gradients(block3_avg, layer, image, ((0, 0), (0, 1)))
     top, bottom, left, last = _support(centre)
     assert 0 < top and bottom < 63 and 0 < left and last < 63  # not clipped by the border
@@ -90,7 +79,7 @@ def test_receptive_field_measured_from_input_gradients(block3_avg, layer):
 def test_max_pooling_gradient_stays_inside_the_receptive_field(block3_avg):
     # Max pooling routes the gradient through one input per window, so its support is a
     # subset of the field (same geometry, same weights).
-    image = _image(64, seed=1)
+    image = random_batch(64, seed=1)
     max_net = FeatureExtractor(content_layers=(), style_layers=("block2_conv1",),
                                weights="random", pooling="max", seed=0)
     (avg_grad,) = _centre_unit_gradients(block3_avg, "block2_conv1", image)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from references import random_image
 
 import nstlib
 from nstlib import (
@@ -350,12 +351,8 @@ def extractor():
                             weights="random", seed=0)
 
 
-def _random_image(shape, seed=0):
-    return np.random.default_rng(seed).random(shape).astype(np.float32)
-
-
 def _tiny_stylize(**kwargs):
-    return stylize(_random_image((1, 40, 32, 3), 11), _random_image((1, 48, 48, 3), 12),
+    return stylize(random_image((1, 40, 32, 3), 11), random_image((1, 48, 48, 3), 12),
                    weights="random", progress=False, **SHALLOW, **kwargs)
 
 
@@ -388,7 +385,7 @@ def test_coarse_to_fine_returns_top_scale_and_concatenated_history():
 
 
 def test_coarse_to_fine_restarts_the_optimizer_at_each_scale():
-    content, style = _random_image((1, 40, 32, 3), 11), _random_image((1, 48, 48, 3), 12)
+    content, style = random_image((1, 40, 32, 3), 11), random_image((1, 48, 48, 3), 12)
     two = _tiny_stylize(scales=(20, 40), steps=(3, 2))
     coarse = _tiny_stylize(size=20, steps=3, style_size=20)
     extractor = FeatureExtractor(SHALLOW["content_layers"], SHALLOW["style_layers"],
@@ -411,8 +408,6 @@ def test_scale_and_step_arguments_are_checked():
 
 
 # ---------------------------------------------------- controls: several styles, masks, style scale
-
-
 
 
 def _texture(color, size: int = 32, seed: int = 1, spread: float = 0.15) -> np.ndarray:

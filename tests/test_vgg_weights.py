@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from references import random_batch
 
 import nstlib
 from nstlib import config
@@ -25,11 +26,6 @@ IMAGENET_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
 SHALLOW = {"content_layers": ("block2_conv1",), "style_layers": ("block1_conv1",)}
-
-
-def _image(size: int = 32, seed: int = 0, height: int | None = None) -> tf.Tensor:
-    rng = np.random.default_rng(seed)
-    return tf.constant(rng.uniform(size=(1, height or size, size, 3)), tf.float32)
 
 
 @pytest.fixture
@@ -65,7 +61,7 @@ def test_random_weights_reproducible_per_seed_and_different_across_seeds():
         wa, wb, wc = (x.model.get_layer(name).get_weights()[0] for x in (a, b, c))
         np.testing.assert_array_equal(wa, wb)
         assert not np.allclose(wa, wc)
-    image = _image(16)
+    image = random_batch(16)
     np.testing.assert_array_equal(a(image).content[0].numpy(), b(image).content[0].numpy())
     assert not np.allclose(a(image).content[0].numpy(), c(image).content[0].numpy())
 
@@ -89,7 +85,7 @@ def test_saved_weights_round_trip_to_identical_features(tmp_path):
     loaded = FeatureExtractor(**SHALLOW, weights=path)
     assert loaded.weights_source == "file" and loaded.weights_path == path
     assert str(path) in loaded.description
-    image = _image(24, seed=5)
+    image = random_batch(24, seed=5)
     for got, expected in zip(loaded(image), original(image), strict=True):
         np.testing.assert_array_equal(got[0].numpy(), expected[0].numpy())
     # Also accepted as a string, and by a shallower extractor.
@@ -135,7 +131,7 @@ def test_hand_written_legacy_h5_loads_and_computes_relu_conv(tmp_path):
             np.testing.assert_array_equal(got_kernel, kernel)
             np.testing.assert_array_equal(got_bias, bias)
     # Independent forward pass: ReLU(conv(preprocessed image, W) + b), "same" padding.
-    image = _image(12, seed=6)
+    image = random_batch(12, seed=6)
     kernel, bias = layers["block1_conv1"]
     expected = tf.nn.relu(tf.nn.conv2d(vgg_preprocess(image), kernel, 1, "SAME") + bias)
     np.testing.assert_allclose(extractor(image).content[0].numpy(), expected.numpy(), rtol=1e-5,
@@ -218,7 +214,7 @@ def test_auto_offline_falls_back_to_random_and_says_so_once(offline, capsys):
     assert "RANDOM" in lines[0] and "unavailable" in lines[0] and "seed 4" in lines[0]
     assert extractor.weights_source == "random" and extractor.weights_path is None
     reference = FeatureExtractor(**SHALLOW, weights="random", seed=4)
-    image = _image(16)
+    image = random_batch(16)
     np.testing.assert_array_equal(extractor(image).content[0].numpy(),
                                   reference(image).content[0].numpy())
 
@@ -240,7 +236,7 @@ def test_auto_and_imagenet_use_the_env_var_file(offline, monkeypatch, tmp_path, 
     donor = FeatureExtractor(**SHALLOW, weights="random", seed=7)
     path = donor.save_weights(tmp_path / "my_vgg19.h5")
     monkeypatch.setenv(config.WEIGHTS_ENV_VAR, str(path))
-    image = _image(16)
+    image = random_batch(16)
     for mode in ("auto", "imagenet"):
         extractor = FeatureExtractor(**SHALLOW, weights=mode, seed=0)
         assert extractor.weights_source == "imagenet"
