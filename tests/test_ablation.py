@@ -287,6 +287,11 @@ def test_dask_grid_writes_every_record_and_row(dask_results):
         assert float(row["final_total"]) == record["final"]["total"]
         assert float(row["ssim"]) == record["metrics"]["ssim"]
         assert 0 < float(row["style_distance"]) and -1 <= float(row["ssim"]) <= 1
+        judged = record["metrics"]  # the network-free judge's columns (nstlib.judge)
+        assert judged["judge_style"] == pytest.approx(judged["judge_color"]
+                                                      + judged["judge_texture"], rel=1e-12)
+        assert judged["judge_color"] > 0 and -1 <= judged["judge_content"] <= 1
+        assert float(row["judge_style"]) == judged["judge_style"]
     # a larger learning rate moves the image further from the content
     by = {(r["optimizer"], float(r["learning_rate"])): r for r in rows.values()}
     assert float(by["adam", 0.03]["content_distance"]) > float(by["adam", 0.01]["content_distance"])

@@ -80,8 +80,9 @@ def _source(value, base_dir: str | None):
 
 
 def _evaluation(config: dict, image, base_dir: str | None) -> dict:
-    """Metrics of a finished image with the grid's evaluation network."""
-    from nstlib import images, metrics
+    """Metrics of a finished image: the grid's evaluation network, and the network-free
+    judge (``nstlib.judge``; the content at the result's size, the style at its own)."""
+    from nstlib import images, judge, metrics
     from nstlib.transfer import cached_extractor
 
     spec = config["evaluate"]
@@ -93,6 +94,8 @@ def _evaluation(config: dict, image, base_dir: str | None) -> dict:
     style_size = config["style_size"] or (max(1, round(scale * longer)) if scale else longer)
     style = images.resize_max_side(style, int(style_size))
     values = metrics.evaluate(extractor, image, content, style)
+    content_here = images.resize(content, (int(image.shape[1]), int(image.shape[2])))
+    values.update(judge.judge(image, content_here, style))
     return {**values, "weights_source": extractor.weights_source}
 
 
