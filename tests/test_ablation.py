@@ -623,3 +623,30 @@ def test_a_killed_worker_fails_only_its_run_and_fresh_workers_take_the_rest(tmp_
     assert lost["error"].startswith("worker lost: BrokenProcessPool")
     assert lost["config"] == result.specs[0].config
     assert _locks(tmp_path) == []
+
+
+def test_a_grid_can_blend_several_styles_under_masks(local_backend, tmp_path):
+    """style may be a list and style_masks a list of mask files (relative to the grid's
+    folder); grids without masks keep their ids (style_masks is in a config only if given)."""
+    import numpy as np
+    from PIL import Image
+
+    height, width = 21, 32  # chelsea at 32 px
+    left = np.zeros((height, width), np.uint8)
+    left[:, : width // 2] = 255
+    Image.fromarray(left).save(tmp_path / "left.png")
+    Image.fromarray(255 - left).save(tmp_path / "right.png")
+    two = {**FAST, "style": ["brushstrokes", "mosaic"], "style_blend": [0.7, 0.3]}
+    masked = ablation.parse_grid({"fixed": {**two, "style_masks": ["left.png", "right.png"]},
+                                  "evaluate": EVALUATE}, base_dir=tmp_path)
+    plain = ablation.parse_grid({"fixed": two, "evaluate": EVALUATE})
+    (spec,), (plain_spec,) = masked.expand(), plain.expand()
+    assert spec.config["style_masks"] == ["left.png", "right.png"]
+    assert "style_masks" not in plain_spec.config and spec.run_id != plain_spec.run_id
+    result = ablation.run_grid(masked, tmp_path / "out", backend=local_backend, progress=False)
+    record = result.record(spec.run_id)
+    assert record["status"] == "completed", record.get("error")
+    assert record["style"] == ["brushstrokes", "mosaic"]
+    # mask paths resolved against the grid's folder
+    assert record["style_masks"] == [str(tmp_path / "left.png"), str(tmp_path / "right.png")]
+    assert record["metrics"]["judge_content"] <= 1

@@ -1,6 +1,7 @@
 """Grids: declaration, validation, expansion into runs, and run ids.
 
-The settings a grid may give are the inputs "content" and "style" plus every
+The settings a grid may give are the inputs "content" and "style" (one image or a list,
+blended by ``style_blend``), optionally "style_masks" (one mask file per style), plus every
 ``StylizeConfig`` setting by flat name (``StylizeConfig.flat_fields()``). Each value is
 coerced by its field's type (YAML's ``3e-1`` string -> 0.3, ``none`` -> None, a list of
 layer names -> a tuple) and every expanded run is validated (``StylizeConfig.from_flat``)
@@ -43,6 +44,9 @@ from nstlib.settings import ConfigError, StylizeConfig
 GRID_KEYS = ("name", "fixed", "axes", "runs", "evaluate")
 #: Settings of a run that are its inputs, not ``StylizeConfig`` fields.
 INPUTS = ("content", "style")
+#: Inputs a run may give: one mask per style image (paths), as ``stylize(style_masks=...)``.
+#: Part of a run's config and id only when given, so ids of grids without masks stay put.
+OPTIONAL_INPUTS = ("style_masks",)
 #: Defaults of the ``evaluate`` section: the network the metrics are measured with. Fixed
 #: (not taken from the loss defaults), so that metrics stay comparable across versions.
 EVALUATE_DEFAULTS = {"content_layers": ["block4_conv2"],
@@ -96,10 +100,11 @@ def run_description(config: dict) -> dict:
     Args:
         config: A run's full config (``RunSpec.config``, see ``canonical_config``).
     """
-    flat = {k: v for k, v in config.items() if k not in (*INPUTS, "evaluate")}
+    flat = {k: v for k, v in config.items() if k not in (*INPUTS, *OPTIONAL_INPUTS, "evaluate")}
     described = {"schema": SCHEMA_VERSION, "content": config["content"],
                  "style": config["style"],
                  "config": _plain(StylizeConfig.from_flat(**flat).non_default(), "config")}
+    described.update({k: config[k] for k in OPTIONAL_INPUTS if k in config})
     evaluate = config.get("evaluate")
     if evaluate is not None:
         described["evaluate"] = {k: v for k, v in evaluate.items()
@@ -154,7 +159,7 @@ def legacy_run_id(settings: dict, evaluate: dict | None) -> str | None:
 
 
 def _check_names(settings: dict, where: str, origin: str) -> None:
-    valid = [*INPUTS, *setting_fields()]
+    valid = [*INPUTS, *setting_fields(), *OPTIONAL_INPUTS]
     for name in settings:
         if name not in valid:
             close = difflib.get_close_matches(str(name), valid, n=1)
@@ -196,8 +201,10 @@ def canonical_config(settings: dict, evaluate: dict | None) -> dict:
     for name in INPUTS:
         if name not in settings:
             raise GridError(f"every run needs {name!r} (set it in fixed, axes or runs)")
-    flat = _validated({k: v for k, v in settings.items() if k not in INPUTS})
-    config = {name: _plain(settings[name], name) for name in INPUTS}
+    flat = _validated({k: v for k, v in settings.items()
+                       if k not in (*INPUTS, *OPTIONAL_INPUTS)})
+    config = {name: _plain(settings[name], name) for name in (*INPUTS, *OPTIONAL_INPUTS)
+              if name in settings}
     config.update(flat.to_flat())
     config["evaluate"] = None if evaluate is None else _plain(evaluate, "evaluate")
     return dict(sorted(config.items()))

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from nstlib._io import atomic_write_bytes, write_json
-from nstlib.ablation.grid import INPUTS, run_id
+from nstlib.ablation.grid import INPUTS, OPTIONAL_INPUTS, run_id
 from nstlib.settings import StylizeConfig
 
 RUNS_DIR = "runs"
@@ -71,7 +71,10 @@ def limit_threads(threads: int | None) -> None:
 
 
 def _source(value, base_dir: str | None):
-    """An image argument: a relative path that exists under ``base_dir`` becomes that path."""
+    """An image argument (or a list of them): a relative path that exists under
+    ``base_dir`` becomes that path."""
+    if isinstance(value, list):
+        return [_source(v, base_dir) for v in value]
     if isinstance(value, str) and base_dir and not os.path.isabs(value):
         candidate = Path(base_dir) / value
         if candidate.exists():
@@ -88,8 +91,13 @@ def _evaluation(config: dict, image, base_dir: str | None) -> dict:
     spec = config["evaluate"]
     extractor = cached_extractor(tuple(spec["content_layers"]), tuple(spec["style_layers"]),
                                  spec["weights"], spec["pooling"], int(spec["seed"]))
+    from nstlib.losses import blend_weights
+
     content = images.load_image(_source(config["content"], base_dir))
-    style = images.load_image(_source(config["style"], base_dir))
+    styles = config["style"] if isinstance(config["style"], list) else [config["style"]]
+    weights = blend_weights(config.get("style_blend"), len(styles))
+    # several styles: measured against the most heavily weighted one
+    style = images.load_image(_source(styles[weights.index(max(weights))], base_dir))
     longer, scale = max(image.shape[1:3]), config.get("style_scale")
     style_size = config["style_size"] or (max(1, round(scale * longer)) if scale else longer)
     style = images.resize_max_side(style, int(style_size))
@@ -104,9 +112,10 @@ def _completed_record(config: dict, base_dir: str | None) -> tuple[dict, bytes]:
     from nstlib import images, metrics
     from nstlib.transfer import stylize  # here: importing the ablation package needs no TF
 
-    flat = {k: v for k, v in config.items() if k not in (*INPUTS, "evaluate")}
+    flat = {k: v for k, v in config.items() if k not in (*INPUTS, *OPTIONAL_INPUTS, "evaluate")}
     result = stylize(_source(config["content"], base_dir), _source(config["style"], base_dir),
-                     StylizeConfig.from_flat(**flat), progress=False)
+                     StylizeConfig.from_flat(**flat), progress=False,
+                     style_masks=_source(config.get("style_masks"), base_dir))
     record = result.record()
     record.update(content=config["content"], style=config["style"],
                   optimizer_status=record["status"],
