@@ -89,19 +89,12 @@ def _import_tensorflow_quietly() -> None:
     pointed at /dev/null for the import only. Python exceptions still propagate. Set
     NSTLIB_TF_VERBOSE=1 to see the lines.
     """
+    from nstlib.ablation.worker import tensorflow_import_silenced  # the one fd-2 silencer
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules or os.environ.get("NSTLIB_TF_VERBOSE"):
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
+    with tensorflow_import_silenced():
         import keras  # noqa: F401
         import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _positive_int(text: str) -> int:
