@@ -171,7 +171,7 @@ class Options:
     def __post_init__(self):
         for name, info in field_infos(type(self)).items():
             value = info.coerce(getattr(self, name))
-            if info.choices is not None:  # names are matched case-insensitively
+            if info.choices is not None and value is not None:  # case-insensitive names
                 value = check_choice(value.lower() if isinstance(value, str) else value,
                                      info.choices, name, error=ConfigError)
             object.__setattr__(self, name, value)
@@ -183,6 +183,16 @@ class Options:
     def replace(self, **changes):
         """A copy with some fields changed (validated like the original)."""
         return dataclasses.replace(self, **changes)
+
+    def filled(self, values: dict):
+        """A copy whose fields that are None take their value from ``values`` (by name).
+
+        Settings whose default depends on something only known when a run starts (the
+        VGG19 weights it ends up with, see ``settings.RECIPES``) are None until then.
+        """
+        missing = {name: values[name] for name in field_infos(type(self))
+                   if name in values and getattr(self, name) is None}
+        return dataclasses.replace(self, **missing) if missing else self
 
     def to_dict(self) -> dict:
         """Field name -> JSON-able value (tuples as lists)."""

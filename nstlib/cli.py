@@ -298,9 +298,11 @@ def check_image_sizes(config, content_shape, style_shape) -> None:
         config: The run's ``StylizeConfig``.
         content_shape, style_shape: (1, H, W, 3) of the loaded images.
     """
+    from nstlib.settings import expected_source
     from nstlib.vgg_layers import LAYER_NAMES, deepest_layer
 
-    layer = deepest_layer(config.loss.content_layers + config.loss.style_layers)
+    loss = config.resolved(expected_source(config.network.weights)).loss
+    layer = deepest_layer(loss.content_layers + loss.style_layers)
     pools = sum(name.endswith("_pool") for name in LAYER_NAMES[:LAYER_NAMES.index(layer)])
     for stage in config.stages():
         for what, shape, side in (("content", content_shape, stage.size),
@@ -570,7 +572,8 @@ def cmd_stylize(args) -> int:
 def cmd_demo(args) -> int:
     from nstlib.config import QUICK
 
-    config = settings_from(args, size=64 if QUICK else 256, steps=20 if QUICK else 200)
+    # full mode: stylize's defaults (256 px, the default method and the weights' recipe)
+    config = settings_from(args, **({"size": 64, "steps": 20} if QUICK else {}))
     out_dir = Path(args.output_dir)
     for content, style in DEMO_PAIRS:
         check_output_location(out_dir / f"{content}_{style}.png")

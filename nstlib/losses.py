@@ -27,10 +27,12 @@ from nstlib.pyramids import image_pyramid
 from nstlib.receptive_fields import receptive_field
 from nstlib.settings import (
     CONTENT_REDUCTIONS,
+    RECIPES,
     STYLE_FORMS,
     TV_KINDS,
     TV_REDUCTIONS,
     LossConfig,
+    recipe_for,
 )
 from nstlib.statistics import gram_matrix, guided_gram, shrink_gram
 
@@ -460,9 +462,11 @@ def _objective_config(extractor: FeatureExtractor, config: LossConfig | None,
                           f"{', '.join(f.name for f in dataclasses.fields(LossConfig))}")
     layers = {"content_layers": tuple(extractor.content_layers),
               "style_layers": tuple(extractor.style_layers)}
+    # settings left to the recipe: the extractor's weights decide, and its layers are ours
+    recipe = {**RECIPES[recipe_for(extractor.weights_source)], **layers}
     if config is None:
-        return dataclasses.replace(LossConfig(), **{**layers, **overrides})
-    config = dataclasses.replace(config, **overrides)
+        return dataclasses.replace(LossConfig(), **{**layers, **overrides}).filled(recipe)
+    config = dataclasses.replace(config, **overrides).filled(recipe)
     for name, value in layers.items():
         if getattr(config, name) != value:
             raise ConfigError(f"the extractor's {name.replace('_', ' ')} {list(value)} differ "

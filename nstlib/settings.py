@@ -47,6 +47,9 @@ TV_REDUCTIONS = ("sum", "mean")
 #: or "cosine" (half a cosine from the rate down to 5 % of it over the run's steps).
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "lbfgs")
 SCHEDULES = ("constant", "cosine")
+#: Optimizers that use the cosine schedule unless told otherwise (the measured fast
+#: default, README Performance); the others keep a constant rate.
+COSINE_BY_DEFAULT = ("adam",)
 #: Optimizers whose steps are in units of the [0, 1] intensity range (about the learning
 #: rate per pixel and step, whatever the gradient's scale).
 ADAPTIVE_OPTIMIZERS = ("rmsprop", "adagrad", "adam")
@@ -66,6 +69,36 @@ INITS = ("content", "noise", "style")
 #: Colour preservation of ``stylize`` (see ``nstlib.colors``).
 PRESERVE_COLORS = ("none", "luminance", "histogram")
 
+#: What the settings left at None mean, by the VGG19 weights a run ends up with (a run
+#: with ``weights="auto"`` learns which only when it starts). "imagenet" (also used for a
+#: weights file) keeps Gatys et al.'s classic choices. "random" is the recipe that made
+#: untrained features look like style transfer in the study of notebook 11 (and
+#: ``examples/offline_recipe.yaml``), judged by the network-free ``nstlib.judge``:
+#: average pooling (max pooling routes each gradient to one pixel per window: speckle and
+#: blocks), shallow style layers (deep random features match their Gram targets with
+#: high-frequency noise), a shallow content layer (block4_conv2 of a random network holds
+#: the layout poorly, notebook 02), stronger content and style weights and a weaker TV
+#: term.
+RECIPES: dict[str, dict] = {
+    "imagenet": {"pooling": "max", "content_weight": 1.0, "style_weight": 10.0,
+                 "tv_weight": 1.0, "content_layers": DEFAULT_CONTENT_LAYERS,
+                 "style_layers": DEFAULT_STYLE_LAYERS},
+    "random": {"pooling": "avg", "content_weight": 3.0, "style_weight": 30.0,
+               "tv_weight": 0.3, "content_layers": ("block2_conv2",),
+               "style_layers": ("block1_conv1", "block2_conv1", "block3_conv1")},
+}
+
+
+def recipe_for(weights_source: str) -> str:
+    """The ``RECIPES`` key of a weights source ("imagenet", "file" or "random")."""
+    return "random" if weights_source == "random" else "imagenet"
+
+
+def expected_source(weights) -> str:
+    """The weights source to plan for before the weights are resolved (memory and size
+    checks): "random" when asked for, else "imagenet", whose recipe has the deeper layers."""
+    return "random" if weights == "random" else "imagenet"
+
 
 @dataclass(frozen=True, kw_only=True)
 class NetworkConfig(Options):
@@ -78,8 +111,9 @@ class NetworkConfig(Options):
     weights: str = option("auto", "VGG19 weights: auto (ImageNet if available, else random, "
                                   "saying so), imagenet, random, or a path to a VGG19 notop "
                                   ".h5 file")
-    pooling: str = option("max", "pooling between blocks (avg gives smoother gradients)",
-                          choices=POOLINGS)
+    pooling: str | None = option(
+        None, "pooling between blocks (default: the weights' recipe, max with trained "
+              "weights, avg with random ones)", choices=POOLINGS)
     compute_dtype: str = option(
         "float32", "convolution precision; bfloat16 is several times faster on CPUs with "
                    "AMX/AVX512-BF16 and slower on others", choices=COMPUTE_DTYPES)
@@ -101,10 +135,17 @@ class OptimConfig(Options):
     learning_rate: float | None = option(
         None, "learning rate (default: the optimizer's own, see "
               "nstlib.optimize.DEFAULT_LEARNING_RATES)")
-    schedule: str = option("constant", "learning-rate schedule: constant, or cosine decay to "
-                                       "5% over each scale's steps", choices=SCHEDULES)
+    schedule: str | None = option(
+        None, "learning-rate schedule: constant, or cosine decay to 5% over each scale's "
+              "steps (default: cosine for adam, constant for the others)", choices=SCHEDULES)
     steps: int | tuple[int, ...] = option(
-        300, "optimisation steps (with scales: one number for every scale, or one per scale)")
+        120, "optimisation steps (with scales: one number for every scale, or one per scale)")
+
+    def schedule_used(self) -> str:
+        """The schedule of a run: as given, else cosine for ``COSINE_BY_DEFAULT``."""
+        if self.schedule is not None:
+            return self.schedule
+        return "cosine" if self.optimizer in COSINE_BY_DEFAULT else "constant"
 
     def validate(self) -> None:
         check_finite(self.learning_rate, "learning_rate", strict=True)
@@ -119,7 +160,7 @@ class OptimConfig(Options):
         counts = self.steps if isinstance(self.steps, tuple) else (self.steps,)
         if not counts or min(counts) < 0:
             raise ConfigError(f"steps must be non-negative, got {self.steps}")
-        if self.optimizer == "lbfgs" and self.schedule != "constant":
+        if self.optimizer == "lbfgs" and self.schedule_used() != "constant":
             raise ConfigError(f"schedule {self.schedule!r} needs a Keras optimizer, not lbfgs")
 
 
@@ -131,13 +172,16 @@ class LossConfig(Options):
     the CLI and grid files all take them from here.
     """
 
-    content_weight: float = option(1.0, "α, weight of the content loss")
-    style_weight: float = option(10.0, "β, weight of the style loss")
-    tv_weight: float = option(1.0, "γ, weight of the total-variation loss")
-    content_layers: tuple[str, ...] = option(DEFAULT_CONTENT_LAYERS,
-                                             "VGG19 content layers, comma-separated")
-    style_layers: tuple[str, ...] = option(DEFAULT_STYLE_LAYERS,
-                                           "VGG19 style layers, comma-separated")
+    content_weight: float | None = option(
+        None, "α, weight of the content loss (default: the weights' recipe)")
+    style_weight: float | None = option(
+        None, "β, weight of the style loss (default: the weights' recipe)")
+    tv_weight: float | None = option(
+        None, "γ, weight of the total-variation loss (default: the weights' recipe)")
+    content_layers: tuple[str, ...] | None = option(
+        None, "VGG19 content layers, comma-separated (default: the weights' recipe)")
+    style_layers: tuple[str, ...] | None = option(
+        None, "VGG19 style layers, comma-separated (default: the weights' recipe)")
     style_layer_weights: tuple[float, ...] | None = option(
         None, "weight per style layer, comma-separated (default 1/L each)")
     content_reduction: str = option("normalized", "content loss form (see content_loss)",
@@ -163,12 +207,17 @@ class LossConfig(Options):
         for name in ("content_weight", "style_weight", "tv_weight"):
             _check_weight(getattr(self, name), name)
         try:
-            validate_layers(self.content_layers, "content layer")
-            validate_layers(self.style_layers, "style layer")
+            for layers, what in ((self.content_layers, "content layer"),
+                                 (self.style_layers, "style layer")):
+                if layers is not None:
+                    validate_layers(layers, what)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        _check_weights(self.style_layer_weights, len(self.style_layers), "style_layer_weights",
-                       "style layers")
+        if self.style_layer_weights is not None and self.style_layers is None:
+            raise ConfigError("style_layer_weights needs style_layers: the default style "
+                              "layers depend on the weights (see nstlib.settings.RECIPES)")
+        _check_weights(self.style_layer_weights, len(self.style_layers or ()),
+                       "style_layer_weights", "style layers")
         if self.pyramid_levels < 1:
             raise ConfigError(f"pyramid_levels must be at least 1, got {self.pyramid_levels}")
         _check_weights(self.pyramid_level_weights, self.pyramid_levels,
@@ -199,10 +248,11 @@ def _check_weights(weights, count: int, name: str, what: str) -> None:
         _check_weight(w, name)
 
 
-def _check_weight(value: float, name: str) -> None:
-    """ConfigError unless ``value`` is finite, non-negative and at most MAX_LOSS_WEIGHT."""
+def _check_weight(value: float | None, name: str) -> None:
+    """ConfigError unless ``value`` is None or finite, non-negative and at most
+    MAX_LOSS_WEIGHT."""
     check_finite(value, name)
-    if value > MAX_LOSS_WEIGHT:
+    if value is not None and value > MAX_LOSS_WEIGHT:
         raise ConfigError(f"{name} {value:g} is absurd: the limit is {MAX_LOSS_WEIGHT:g} (only "
                           f"the ratios of the weights matter; scale the others down)")
 
@@ -270,6 +320,16 @@ class StylizeConfig(Options):
                                            style_size)
         except ValueError as err:
             raise ConfigError(str(err)) from None
+
+    def resolved(self, weights_source: str) -> StylizeConfig:
+        """This config with the settings left at None set by the weights' recipe.
+
+        Args:
+            weights_source: "imagenet", "file" or "random" (``vgg_weights.resolve_weights``).
+        """
+        recipe = RECIPES[recipe_for(weights_source)]
+        return dataclasses.replace(self, **{name: getattr(self, name).filled(recipe)
+                                            for name in SECTIONS})
 
     @classmethod
     def flat_fields(cls) -> dict[str, FieldInfo]:

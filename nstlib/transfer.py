@@ -28,7 +28,8 @@ from nstlib.losses import StyleTransferObjective, blend_weights
 from nstlib.optimize import History, minimize
 from nstlib.reproducibility import environment_record, set_seed
 from nstlib.resources import check_fits
-from nstlib.settings import INITS, Stage, StylizeConfig
+from nstlib.settings import INITS, Stage, StylizeConfig, recipe_for
+from nstlib.vgg_weights import resolve_weights
 
 
 @dataclass
@@ -80,13 +81,42 @@ def cached_extractor(content_layers: tuple, style_layers: tuple, weights, poolin
                             image_size=image_size)
 
 
-def extractor_for(config: StylizeConfig) -> FeatureExtractor:
-    """The (cached) extractor of a run: the loss's layers, the network settings."""
+def weight_seed(config: StylizeConfig) -> int:
+    """Seed of the random weights: ``weight_seed``, or the run's seed."""
+    return config.seed if config.network.weight_seed is None else config.network.weight_seed
+
+
+def resolve_run(config: StylizeConfig) -> tuple[StylizeConfig, object]:
+    """Decide the weights of a run once, then fill in the settings their recipe sets.
+
+    ``weights="auto"`` looks for (or downloads) the ImageNet file and says in one line
+    when it falls back to random weights; the settings left at None then take the values
+    of ``settings.RECIPES`` for the weights found.
+
+    Returns:
+        (the config with every setting concrete, the weights for ``FeatureExtractor``:
+        "random", "imagenet" (now cached) or a file path).
+    """
+    source, path = resolve_weights(config.network.weights, weight_seed(config))
+    weights = {"random": "random", "imagenet": "imagenet"}.get(source, path)
+    return config.resolved(source), weights
+
+
+def extractor_for(config: StylizeConfig, weights=None) -> FeatureExtractor:
+    """The (cached) extractor of a run: the loss's layers, the network settings.
+
+    Args:
+        config: A config whose recipe settings are filled in (``resolve_run``); with
+            None left, the weights are resolved here.
+        weights: The resolved weights (default: resolve ``config.network.weights``).
+    """
+    if weights is None:
+        config, weights = resolve_run(config)
     network = config.network
-    seed = config.seed if network.weight_seed is None else network.weight_seed
     return cached_extractor(config.loss.content_layers, config.loss.style_layers,
-                            network.weights, network.pooling, seed, network.compute_dtype,
-                            network.conv_impl, size_bucket(config.stages()[-1].size))
+                            weights, network.pooling, weight_seed(config),
+                            network.compute_dtype, network.conv_impl,
+                            size_bucket(config.stages()[-1].size))
 
 
 def _describe_source(source) -> str | list[str]:
@@ -246,7 +276,8 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
     set_seed(config.seed, config.deterministic)
     started = time.perf_counter()
     inputs = _load_inputs(config, stages, content, style, style_masks)
-    extractor = extractor_for(config)
+    config, weights = resolve_run(config)
+    extractor = extractor_for(config, weights)
     image, parts, first_start = None, [], None
     for stage in stages:
         outcome, content_image, style_images, scale_start = _run_stage(
@@ -316,7 +347,7 @@ def _run_stage(config: StylizeConfig, stage: Stage, extractor: FeatureExtractor,
     started = time.perf_counter()
     outcome = minimize(objective, start, steps=stage.steps, optimizer=config.optim.optimizer,
                        learning_rate=config.optim.learning_rate,
-                       schedule=config.optim.schedule, callbacks=callbacks,
+                       schedule=config.optim.schedule_used(), callbacks=callbacks,
                        progress=progress, description=_bar_label(config, stage))
     return outcome, content_image, style_images, started
 
@@ -338,9 +369,11 @@ def run_record(config: StylizeConfig, stages: list[Stage], content, style,
     style_size = stages[-1].style_size if config.style_scale is None else None
     flat.update(size=stages[-1].size, style_size=style_size,
                 steps=stages[0].steps if config.scales is None else [s.steps for s in stages],
-                learning_rate=outcome.learning_rate, weights=str(config.network.weights))
+                learning_rate=outcome.learning_rate, schedule=config.optim.schedule_used(),
+                weights=str(config.network.weights))
     return {"content": _describe_source(content), "style": _describe_source(style), **flat,
             "weights_source": extractor.weights_source,
+            "recipe": recipe_for(extractor.weights_source),
             "weights_path": None if extractor.weights_path is None else str(
                 extractor.weights_path),
             "conv_impl_used": extractor.conv_impl, "conv_impl_reason": extractor.conv_impl_reason,

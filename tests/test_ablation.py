@@ -109,7 +109,7 @@ def test_ids_are_stable_and_depend_only_on_the_settings():
     b = ablation.load_grid(reordered).expand()
     assert [s.run_id for s in a] == [s.run_id for s in b]
     # writing a default explicitly is the same run; changing a value is another one
-    explicit = ablation.load_grid({**GRID4, "fixed": {**FAST, "tv_weight": 1.0}}).expand()
+    explicit = ablation.load_grid({**GRID4, "fixed": {**FAST, "init": "content"}}).expand()
     assert [s.run_id for s in explicit] == [s.run_id for s in a]
     other = ablation.load_grid({**GRID4, "fixed": {**FAST, "seed": 1}}).expand()
     assert not {s.run_id for s in other} & {s.run_id for s in a}

@@ -557,8 +557,9 @@ def test_weights_file_that_is_not_hdf5_is_one_line_exit_2(pair, tmp_path, capsys
 
 def test_size_too_small_for_the_deepest_layer_is_one_line(pair, tmp_path, capsys):
     content, style = pair
+    # "auto" plans for the ImageNet recipe's layers (the random recipe stops at block3)
     code, _, err = run(["stylize", content, style, "-o", tmp_path / "o.png", "--size", "18",
-                        "--weights", "random", "--no-progress"], capsys)
+                        "--weights", "auto", "--no-progress"], capsys)
     assert code == cli.EXIT_BAD_INPUT  # 40x48 at 18 px is 15x18; block5_conv1 needs 16
     assert_one_line_error(err, "size 18 is too small: the content image would be 15x18 px and "
                                "block5_conv1 needs a shorter side of at least 16 px")

@@ -391,14 +391,22 @@ def test_objective_rejects_unknown_definitions(small_extractor):
 
 
 def test_objective_defaults_are_the_loss_config(small_extractor):
-    """Without a config the objective is stylize's: LossConfig's weights, the extractor's
-    layers; a config whose layers differ from the extractor's is refused."""
+    """Without a config the objective is stylize's: LossConfig's settings, the recipe of the
+    extractor's weights (random here) for those left at None, the extractor's layers; a
+    config whose layers differ from the extractor's is refused."""
+    from nstlib.settings import RECIPES
+
     image = tf.zeros((1, 8, 8, 3))
     objective = StyleTransferObjective(small_extractor, image, image)
-    assert objective.weights == (1.0, 10.0, 1.0)
+    recipe = RECIPES["random"]
+    assert objective.weights == (recipe["content_weight"], recipe["style_weight"],
+                                 recipe["tv_weight"])
     assert objective.config.style_layers == small_extractor.style_layers
+    assert StyleTransferObjective(small_extractor, image, image,
+                                  LossConfig()).config == objective.config
     with pytest.raises(ValueError, match="differ from the loss config"):
-        StyleTransferObjective(small_extractor, image, image, LossConfig())
+        StyleTransferObjective(small_extractor, image, image,
+                               LossConfig(style_layers=("block5_conv1",)))
 
 
 # ---------------------------------------------------------------- Gram shrinkage in the style loss

@@ -123,8 +123,14 @@ def test_step_seconds_follow_flops_rate_and_cores(monkeypatch):
     monkeypatch.setattr(resources, "usable_cores", lambda: resources.CALIBRATION_CORES)
     cfg = config(size=512)
     flops = resources.step_flop_count(cfg, (512, 512))
-    counts = resources.step_flops(512, 512, cfg.loss.content_layers, cfg.loss.style_layers)
+    loss = cfg.resolved("imagenet").loss  # "auto" plans for the deeper ImageNet recipe
+    counts = resources.step_flops(512, 512, loss.content_layers, loss.style_layers)
     assert flops == counts["conv_total"] + counts["gram"]
+    random_loss = cfg.resolved("random").loss  # weights="random": the random recipe's layers
+    random_counts = resources.step_flops(512, 512, random_loss.content_layers,
+                                         random_loss.style_layers)
+    assert resources.step_flop_count(cfg.replace(weights="random"), (512, 512)) == (
+        random_counts["conv_total"] + random_counts["gram"]) < flops
     seconds = resources.predict_step_seconds(cfg, (512, 512))
     assert seconds == pytest.approx(flops / (resources.STEP_GFLOPS["float32"] * 1e9))
     monkeypatch.setattr(resources, "usable_cores", lambda: 4 * resources.CALIBRATION_CORES)

@@ -80,10 +80,45 @@ def test_from_flat_routes_names_to_their_section_and_round_trips():
 
 
 def test_defaults_have_one_home():
-    """The loss defaults stylize uses are LossConfig's (α, β, γ = 1, 10, 1)."""
-    loss = StylizeConfig().loss
+    """The loss defaults stylize uses are LossConfig's and, for the settings that depend
+    on the weights, the recipe's (α, β, γ = 1, 10, 1 with trained weights)."""
+    loss = StylizeConfig().resolved("imagenet").loss
     assert (loss.content_weight, loss.style_weight, loss.tv_weight) == (1.0, 10.0, 1.0)
     assert StylizeConfig().non_default() == {}
+
+
+@pytest.mark.parametrize("source, recipe", [("imagenet", "imagenet"), ("file", "imagenet"),
+                                            ("random", "random")])
+def test_settings_left_to_the_recipe_are_filled_by_the_weights_found(source, recipe):
+    from nstlib.settings import RECIPES
+
+    resolved = StylizeConfig().resolved(source).to_flat()
+    for name, value in RECIPES[recipe].items():
+        assert resolved[name] == (list(value) if isinstance(value, tuple) else value)
+    # nothing is left undecided, and what was given is kept
+    assert None not in [resolved[name] for name in RECIPES[recipe]]
+    given = StylizeConfig.from_flat(pooling="max", style_weight=3, content_layers="block1_conv2")
+    kept = given.resolved(source)
+    assert (kept.network.pooling, kept.loss.style_weight, kept.loss.content_layers) == (
+        "max", 3.0, ("block1_conv2",))
+    assert kept.resolved("random") == kept  # a resolved config stays as it is
+
+
+def test_the_recipes_differ_only_in_recipe_settings_and_cover_the_same_names():
+    from nstlib.settings import RECIPES
+
+    assert RECIPES["imagenet"].keys() == RECIPES["random"].keys()
+    assert RECIPES["imagenet"] != RECIPES["random"]
+    for name in RECIPES["imagenet"]:
+        assert StylizeConfig.flat_fields()[name].default is None, name
+
+
+def test_layer_weights_need_explicit_layers_when_the_recipe_chooses_them():
+    with pytest.raises(ConfigError, match="style_layer_weights needs style_layers"):
+        StylizeConfig.from_flat(style_layer_weights="1,1,1,1,1")
+    config = StylizeConfig.from_flat(style_layers="block1_conv1,block2_conv1",
+                                     style_layer_weights="1,2")
+    assert config.loss.style_layer_weights == (1.0, 2.0)
 
 
 def test_replace_checks_like_construction():
@@ -108,7 +143,8 @@ def test_replace_checks_like_construction():
     ({"steps": -1}, "steps must be non-negative"),
     ({"scales": [64, 128], "steps": [10, 20, 30]}, "3 step counts for 2 scales"),
     ({"scales": []}, "scales must be a non-empty sequence"),
-    ({"style_layer_weights": [1, 2]}, "style_layer_weights has 2 entries for 5 style layers"),
+    ({"style_layer_weights": [1, 2], "style_layers": "block1_conv1,block2_conv1,block3_conv1"},
+     "style_layer_weights has 2 entries for 3 style layers"),
     ({"pyramid_levels": 2, "pyramid_level_weights": [1.0]}, "1 entries for 2 pyramid levels"),
     ({"pyramid_levels": 0}, "pyramid_levels must be at least 1"),
     ({"gram_shrinkage": 1.5}, "gram_shrinkage must be at most 1"),
@@ -168,7 +204,8 @@ def test_settings_import_no_tensorflow():
     ({"content_weight": 1e39}, "content_weight 1e+39 is absurd: the limit is 1e+12"),
     ({"style_weight": 2e12}, "style_weight 2e+12 is absurd"),
     ({"tv_weight": float("inf")}, "tv_weight must be a finite number"),
-    ({"style_layer_weights": [1, 1, 1, 1, 1e13]}, "style_layer_weights 1e+13 is absurd"),
+    ({"style_layer_weights": [1, 1e13], "style_layers": "block1_conv1,block2_conv1"},
+     "style_layer_weights 1e+13 is absurd"),
     ({"pyramid_levels": 2, "pyramid_level_weights": "1,1e20"}, "pyramid_level_weights 1e+20"),
 ])
 def test_absurd_rates_and_weights_are_refused_up_front(flat, fragment):

@@ -43,9 +43,12 @@ def _style(size: int = 40) -> np.ndarray:
 
 
 def _objective_like_stylize(content, style, seed=0) -> StyleTransferObjective:
-    """The default objective of stylize, built independently of its cache."""
+    """The default objective of stylize, built independently of its cache (random weights:
+    the random recipe's pooling; the objective takes its loss weights from the recipe)."""
+    from nstlib.settings import RECIPES
+
     extractor = FeatureExtractor(FAST["content_layers"], FAST["style_layers"], weights="random",
-                                 seed=seed)
+                                 seed=seed, pooling=RECIPES["random"]["pooling"])
     return StyleTransferObjective(extractor, tf.constant(content[None]), tf.constant(style[None]))
 
 
@@ -84,7 +87,8 @@ def test_stylize_record_has_provenance_and_outcome():
     assert record["weights_source"] == "random" and record["weights"] == "random"
     assert record["weights_path"] is None
     assert record["seed"] == 3
-    assert record["learning_rate"] == pytest.approx(0.02)  # Adam's default, as used
+    assert record["learning_rate"] == pytest.approx(0.1)  # Adam's default, as used
+    assert record["schedule"] == "cosine"  # the default for Adam, as used
     assert record["status"] == "completed"
     assert record["steps"] == 2 and record["optimizer"] == "adam" and record["size"] == 32
     assert record["content_layers"] == ["block2_conv1"]
@@ -144,7 +148,10 @@ def test_init_starting_point_and_first_history_row(init):
         assert image.std() == pytest.approx(np.sqrt(1 / 12), rel=0.1)  # uniform [0, 1)
         assert np.corrcoef(image.ravel(), content.ravel())[0, 1] < 0.2
     # Row 0 of a run's history is the objective at that starting point.
-    run = nstlib.stylize(content, style, size=32, steps=2, init=init, seed=5, **FAST)
+    # (a constant small rate, so that two steps must lower the loss: the default cosine
+    # starts at 0.1 per pixel, which can overshoot in its first steps)
+    run = nstlib.stylize(content, style, size=32, steps=2, init=init, seed=5,
+                         schedule="constant", **FAST)
     objective = _objective_like_stylize(content, style, seed=5)  # seed: random weights too
     expected = objective(start.image)
     for key in ("total", "content", "style", "tv"):
@@ -258,8 +265,10 @@ def _cpu_class() -> str:
     return "other"
 
 
-def test_default_config_gives_the_bytes_of_the_code_before_the_redesign(clean_extractor_cache):
-    """stylize at 64 px, 20 steps, random weights, against tests/data/pre_redesign.
+def test_previous_defaults_give_the_bytes_of_the_code_before_the_redesign(
+        clean_extractor_cache):
+    """stylize at 64 px, 20 steps, random weights, against tests/data/pre_redesign, with
+    the defaults of that code (ImageNet recipe, constant Adam at 0.02) given explicitly.
 
     Bit-for-bit where a digest was recorded on this class of CPU with this TensorFlow;
     elsewhere (other kernels round differently) the saved 8-bit image within 2 levels.
@@ -271,8 +280,12 @@ def test_default_config_gives_the_bytes_of_the_code_before_the_redesign(clean_ex
 
     folder = config.REPO_ROOT / "tests" / "data" / "pre_redesign"
     recorded = json.loads((folder / "stylize_digest.json").read_text())["digests"]
+    from nstlib.settings import RECIPES
+
+    # the defaults before the random recipe and the cosine schedule, written out
     result = nstlib.stylize("chelsea", "brushstrokes", size=64, steps=20, weights="random",
-                            conv_impl="transposed", progress=False)
+                            conv_impl="transposed", progress=False, schedule="constant",
+                            **RECIPES["imagenet"])
     image = np.asarray(result.image, np.float32)
     same_machine = [d for d in recorded
                     if (d["isa"], d["tensorflow"]) == (_cpu_class(), tf.__version__)]
@@ -294,9 +307,15 @@ def test_config_object_and_flat_overrides_give_the_same_run():
                               progress=False)
     np.testing.assert_array_equal(config_run.image.numpy(), flat_run.image.numpy())
     record = config_run.config
+    from nstlib.optimize import COSINE_LEARNING_RATES
+    from nstlib.settings import RECIPES
+
+    # the record holds what ran: the rate and schedule used, the recipe's settings
+    recipe = {k: v for k, v in RECIPES["random"].items() if not k.endswith("_layers")}
     assert nstlib.StylizeConfig.from_record(record).non_default() == {
-        "size": 24, "style_size": 24, "steps": 2, "weights": "random", "learning_rate": 0.02,
-        "content_layers": ["block2_conv1"], "style_layers": ["block1_conv1"]}
+        "size": 24, "style_size": 24, "steps": 2, "weights": "random",
+        "learning_rate": COSINE_LEARNING_RATES["adam"], "schedule": "cosine",
+        "content_layers": ["block2_conv1"], "style_layers": ["block1_conv1"], **recipe}
 
 
 def test_unknown_override_fails_before_any_work(tmp_path):
@@ -388,12 +407,17 @@ def test_coarse_to_fine_restarts_the_optimizer_at_each_scale():
     content, style = random_image((1, 40, 32, 3), 11), random_image((1, 48, 48, 3), 12)
     two = _tiny_stylize(scales=(20, 40), steps=(3, 2))
     coarse = _tiny_stylize(size=20, steps=3, style_size=20)
+    from nstlib.optimize import COSINE_LEARNING_RATES
+    from nstlib.settings import RECIPES
+
     extractor = FeatureExtractor(SHALLOW["content_layers"], SHALLOW["style_layers"],
-                                 weights="random")
+                                 weights="random", pooling=RECIPES["random"]["pooling"])
     content40 = images.resize_max_side(tf.constant(content), 40)
     objective = StyleTransferObjective(extractor, content40,
                                        images.resize_max_side(tf.constant(style), 40))
+    # stylize's defaults for Adam: the cosine schedule over this scale's steps
     fresh = minimize(objective, images.resize(coarse.image, (40, 32)), steps=2,
+                     schedule="cosine", learning_rate=COSINE_LEARNING_RATES["adam"],
                      progress=False)
     np.testing.assert_allclose(two.image.numpy(), fresh.image.numpy(), atol=1e-5)
 
@@ -532,7 +556,63 @@ def test_a_record_rebuilds_its_config(tiny_config, clean_extractor_cache):
     content, style = _content(20, 24), _style(24)
     result = nstlib.stylize(content, style, tiny_config, progress=False)
     rebuilt = nstlib.StylizeConfig.from_record(result.config)
-    # what the run resolved (style size, the learning rate used) is recorded explicitly
-    assert rebuilt == tiny_config.replace(style_size=32, learning_rate=0.02)
+    # what the run resolved (style size, the learning rate and schedule used, the recipe's
+    # settings) is recorded explicitly
+    from nstlib.settings import RECIPES
+
+    assert rebuilt == tiny_config.resolved("random").replace(
+        style_size=32, learning_rate=0.1, schedule="cosine")
+    assert rebuilt.loss.style_weight == RECIPES["random"]["style_weight"]
     again = nstlib.stylize(content, style, rebuilt, progress=False)
     np.testing.assert_array_equal(again.image.numpy(), result.image.numpy())
+
+
+# ----------------------------------------------------------------------------- defaults
+
+
+def test_random_weights_run_with_the_random_recipe_and_record_it(tiny_config):
+    """Settings left at None take the recipe of the weights found; given ones are kept."""
+    from nstlib.settings import RECIPES
+
+    config = tiny_config.replace(content_layers=None, style_layers=None, size=24)
+    result = nstlib.stylize(_content(), _style(), config, progress=False)
+    record = result.config
+    assert (record["weights_source"], record["recipe"]) == ("random", "random")
+    for name, value in RECIPES["random"].items():
+        assert record[name] == (list(value) if isinstance(value, tuple) else value), name
+    # the record is a config that reruns the same image
+    again = nstlib.stylize(_content(), _style(), nstlib.StylizeConfig.from_record(record),
+                           progress=False)
+    np.testing.assert_array_equal(again.image.numpy(), result.image.numpy())
+    kept = nstlib.stylize(_content(), _style(), config, pooling="max", style_weight=3,
+                          progress=False).config
+    assert (kept["pooling"], kept["style_weight"]) == ("max", 3.0)
+
+
+def test_weights_from_a_file_use_the_imagenet_recipe(tmp_path):
+    """A weights file means trained weights: the classic settings, not the random ones."""
+    from nstlib.settings import RECIPES
+
+    full = FeatureExtractor(RECIPES["imagenet"]["content_layers"],
+                            RECIPES["imagenet"]["style_layers"], weights="random")
+    path = full.save_weights(tmp_path / "full.h5")
+    record = nstlib.stylize(_content(), _style(), size=24, steps=1, weights=str(path),
+                            progress=False).config
+    assert (record["weights_source"], record["recipe"]) == ("file", "imagenet")
+    assert record["pooling"] == "max" and record["style_weight"] == 10.0
+
+
+def test_adam_defaults_to_a_cosine_decayed_rate_and_the_others_to_a_constant_one():
+    from nstlib.optimize import COSINE_LEARNING_RATES, DEFAULT_LEARNING_RATES
+
+    adam = nstlib.stylize(_content(), _style(), size=24, steps=4, **FAST).config
+    assert (adam["schedule"], adam["learning_rate"]) == ("cosine", COSINE_LEARNING_RATES["adam"])
+    constant = nstlib.stylize(_content(), _style(), size=24, steps=2, schedule="constant",
+                              **FAST).config
+    assert (constant["schedule"], constant["learning_rate"]) == (
+        "constant", DEFAULT_LEARNING_RATES["adam"])
+    lbfgs = nstlib.stylize(_content(), _style(), size=24, steps=2, optimizer="lbfgs",
+                           **FAST).config
+    assert lbfgs["schedule"] == "constant"
+    with pytest.raises(nstlib.ConfigError, match="needs a Keras optimizer"):
+        nstlib.StylizeConfig.from_flat(optimizer="lbfgs", schedule="cosine")
