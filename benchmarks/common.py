@@ -27,6 +27,18 @@ NOTE_RANDOM_WEIGHTS = (
     "give different numbers).")
 
 
+def _imagenet_recipe() -> dict:
+    from nstlib.settings import RECIPES  # plain Python: no TensorFlow
+
+    return dict(RECIPES["imagenet"])
+
+
+#: The ImageNet recipe's pooling, layers and weights (``nstlib.settings.RECIPES``), written
+#: into every benchmark run: these tables measure the classic network, while ``stylize``
+#: with random weights would otherwise take the cheaper random recipe.
+IMAGENET_RECIPE = _imagenet_recipe()
+
+
 def log(*args) -> None:
     """Progress line on stderr (stdout is reserved for the JSON document)."""
     print("[bench]", *args, file=sys.stderr, flush=True)

@@ -54,7 +54,8 @@ def child(spec: dict) -> dict:
 
     size, steps = int(spec["size"]), int(spec["steps"])
     config = nstlib.StylizeConfig.from_flat(size=size, steps=steps, weights="random",
-                                            **spec.get("overrides", {}))
+                                            **{**common.IMAGENET_RECIPE,
+                                               **spec.get("overrides", {})})
     content, style = common.square_pair(size)
     if config.style_size is not None:
         style = common.square_pair(config.style_size)[1]
@@ -221,8 +222,9 @@ def case_config(case: dict):
     """The ``StylizeConfig`` a calibration case ran with."""
     import nstlib.settings
 
-    return nstlib.settings.StylizeConfig.from_flat(size=case["size"], steps=case["steps"],
-                                                   weights="random", **case["overrides"])
+    return nstlib.settings.StylizeConfig.from_flat(
+        size=case["size"], steps=case["steps"], weights="random",
+        **{**common.IMAGENET_RECIPE, **case["overrides"]})
 
 
 def is_style_case(case: dict) -> bool:

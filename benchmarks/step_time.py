@@ -46,7 +46,7 @@ def measure(size: int, steps: int, warmup: int, bf16: bool = True) -> dict:
     participants = {
         "stylize": lambda cb: nstlib.stylize(content, style, size=size, steps=total,
                                              weights="random", callbacks=[cb],
-                                             progress=False),
+                                             progress=False, **common.IMAGENET_RECIPE),
     }
     variants = {"standard_conv": {"conv_impl": "standard"},
                 "transposed_conv": {"conv_impl": "transposed"}}

@@ -117,3 +117,21 @@ def test_reference_loss_on_nstlib_matches_the_tutorial_model():
     ours = ReferenceLoss(content, style)
     for key in ("total", "content", "style"):
         assert float(ours(image)[key]) == pytest.approx(float(tutorial(image)[key]), rel=1e-4)
+
+
+def test_time_to_quality_targets_the_previous_default_and_counts_own_time_only():
+    """A tiny pair: the target is the previous method's final loss, the new default's time
+    is its own (the other method's turns excluded), and the ratio is their quotient."""
+    import time_to_quality
+
+    row = time_to_quality.measure_pair("chelsea", "brushstrokes", size=32, steps_previous=6)
+    assert row["previous_steps"] == 6 and row["default_method"]["schedule"] == "cosine"
+    assert row["default_method"]["steps"] == 120
+    if row["steps_to_target"] is None:
+        assert row["default_final_loss"] > row["target_loss"]
+    else:
+        assert 1 <= row["steps_to_target"] <= 120
+        assert 0 < row["seconds_to_target"] <= row["default_seconds"]
+        assert row["ratio"] == pytest.approx(row["seconds_to_target"] / row["previous_seconds"])
+    # own seconds: both ran alternately, so neither clock can exceed the wall time of both
+    assert row["previous_seconds"] + row["default_seconds"] < row["wall_seconds"] * 1.05

@@ -1,0 +1,112 @@
+"""Time to quality: how soon the default method reaches the loss of the previous default.
+
+The previous default (before 2026-12) was 300 Adam steps at a constant 0.02, single scale,
+256 px. For each (content, style) pair, both methods run on the *same loss* (the ImageNet
+recipe, ``common.IMAGENET_RECIPE``: max pooling, content block4_conv2, five style
+layers, α = 1, β = 10, γ = 1; random VGG19 weights here, see ``common.NOTE_RANDOM_WEIGHTS``)
+in one process, alternating step by step (``common.TurnTaking``), so that both see the same
+machine load. The target is the previous default's final total loss; the new default's
+time is its own time (waiting for its turn excluded) until the first image whose total
+loss is at or below the target, measured at 256 px like the target.
+
+    python benchmarks/time_to_quality.py            # four pairs, 256 px (about 12 min here)
+    python benchmarks/time_to_quality.py --quick    # one pair at 64 px (smoke run)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import common
+
+#: The pairs measured: the two of ``nst demo`` and two more of the bundled samples.
+PAIRS = (("chelsea", "brushstrokes"), ("astronaut", "mosaic"), ("coffee", "stripes"),
+         ("chelsea", "mosaic"))
+#: The previous default method, as settings over the loss below.
+PREVIOUS_DEFAULT = {"optimizer": "adam", "learning_rate": 0.02, "schedule": "constant",
+                    "steps": 300, "scales": None}
+
+class OwnClock:
+    """A ``stylize`` callback that records (own seconds, total loss) after every step.
+
+    Own seconds exclude the time spent waiting for the other method's turn: each step
+    counts from the end of the previous hand-over (``TurnTaking.events``) to now. Entry k
+    holds the loss of the image after k updates (``minimize``'s callback k) and the time
+    until that callback, which already includes update k: a slight overcount, against the
+    method being timed.
+    """
+
+    def __init__(self, turns: common.TurnTaking, name: str):
+        self.turns, self.name = turns, name
+        self.seconds = 0.0
+        self.trace: list[tuple[float, float]] = []
+
+    def __call__(self, step, image, losses) -> bool:
+        events = self.turns.events[self.name]
+        self.seconds += time.perf_counter() - events[-1][1]
+        self.trace.append((self.seconds, float(losses["total"])))
+        return False
+
+
+def measure_pair(content: str, style: str, size: int, steps_previous: int) -> dict:
+    """Both methods on one pair, alternating steps; the new one's time to the target."""
+    import nstlib
+
+    common_settings = {**common.IMAGENET_RECIPE, "size": size, "weights": "random", "seed": 0}
+    methods = {"previous": {**common_settings, **PREVIOUS_DEFAULT, "steps": steps_previous},
+               "default": common_settings}
+    clocks, results = {}, {}
+
+    def participant(name):
+        def run(hand_over):
+            results[name] = nstlib.stylize(content, style, progress=False,
+                                           callbacks=[clocks[name], hand_over],
+                                           **methods[name])
+        return run
+
+    turns = common.TurnTaking({name: participant(name) for name in methods})
+    clocks.update({name: OwnClock(turns, name) for name in methods})
+    started = time.perf_counter()
+    turns.run()
+    wall = time.perf_counter() - started
+    target = results["previous"].losses["total"]
+    reached = next(((k, s) for k, (s, loss) in enumerate(clocks["default"].trace)
+                    if loss <= target), None)
+    previous_seconds = clocks["previous"].trace[-1][0]
+    default_config = results["default"].config
+    return {
+        "pair": f"{content}+{style}", "size": size,
+        "target_loss": target, "previous_seconds": previous_seconds,
+        "previous_steps": steps_previous,
+        "default_method": {k: default_config[k] for k in ("optimizer", "learning_rate",
+                                                          "schedule", "steps", "scales")},
+        "default_final_loss": results["default"].losses["total"],
+        "default_seconds": clocks["default"].trace[-1][0],
+        "steps_to_target": None if reached is None else reached[0],
+        "seconds_to_target": None if reached is None else reached[1],
+        "ratio": None if reached is None else reached[1] / previous_seconds,
+        "wall_seconds": wall,
+    }
+
+
+def run(quick: bool = False) -> dict:
+    pairs = PAIRS[:1] if quick else PAIRS
+    size, steps = (64, 30) if quick else (256, PREVIOUS_DEFAULT["steps"])
+    rows = []
+    for content, style in pairs:
+        common.log(f"time to quality: {content}+{style} at {size} px")
+        rows.append(measure_pair(content, style, size, steps))
+        common.log(f"  ratio {rows[-1]['ratio']}")
+    ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
+    return {"time_to_quality": {
+        "stamp": common.stamp(), "note": common.NOTE_RANDOM_WEIGHTS,
+        "target": "<= 0.25 x the previous default's time (issue #11)",
+        "pairs": common.rounded(rows),
+        "max_ratio": None if len(ratios) < len(rows) else common.rounded(max(ratios))}}
+
+
+if __name__ == "__main__":
+    args = common.parse_args(__doc__.splitlines()[0])
+    common.emit(run(args.quick))
+    sys.exit(0)
