@@ -17,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from nstlib.settings import RECIPES  # plain Python: imports no TensorFlow
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -27,16 +29,10 @@ NOTE_RANDOM_WEIGHTS = (
     "give different numbers).")
 
 
-def _imagenet_recipe() -> dict:
-    from nstlib.settings import RECIPES  # plain Python: no TensorFlow
-
-    return dict(RECIPES["imagenet"])
-
-
 #: The ImageNet recipe's pooling, layers and weights (``nstlib.settings.RECIPES``), written
 #: into every benchmark run: these tables measure the classic network, while ``stylize``
 #: with random weights would otherwise take the cheaper random recipe.
-IMAGENET_RECIPE = _imagenet_recipe()
+IMAGENET_RECIPE = dict(RECIPES["imagenet"])
 
 
 def log(*args) -> None:

@@ -298,10 +298,9 @@ def check_image_sizes(config, content_shape, style_shape) -> None:
         config: The run's ``StylizeConfig``.
         content_shape, style_shape: (1, H, W, 3) of the loaded images.
     """
-    from nstlib.settings import expected_source
     from nstlib.vgg_layers import LAYER_NAMES, deepest_layer
 
-    loss = config.resolved(expected_source(config.network.weights)).loss
+    loss = config.planned().loss
     layer = deepest_layer(loss.content_layers + loss.style_layers)
     pools = sum(name.endswith("_pool") for name in LAYER_NAMES[:LAYER_NAMES.index(layer)])
     for stage in config.stages():

@@ -34,7 +34,7 @@ import os
 import sys
 from pathlib import Path
 
-from nstlib.settings import StylizeConfig, expected_source
+from nstlib.settings import StylizeConfig
 from nstlib.vgg_layers import LAYER_NAMES, deepest_layer, layer_channels
 
 GIB = 2**30
@@ -161,7 +161,7 @@ def activation_bytes(config: StylizeConfig, hw) -> tuple[int, int]:
     A_net: every layer up to the deepest loss layer, in the compute precision, summed
     over the pyramid levels the style loss sees. A_loss: the loss layers at float32.
     """
-    loss = config.resolved(expected_source(config.network.weights)).loss
+    loss = config.planned().loss
     layers = tuple(loss.content_layers) + tuple(loss.style_layers)
     if not layers:
         raise ValueError("at least one content or style layer is needed")
@@ -225,7 +225,7 @@ def step_flop_count(config: StylizeConfig, content_hw, size: int | None = None) 
     ``size`` (default: the largest scale), summed over the pyramid levels the style loss
     sees."""
     hw = resized_hw(content_hw, size or config.stages()[-1].size)
-    loss, flops = config.resolved(expected_source(config.network.weights)).loss, 0
+    loss, flops = config.planned().loss, 0
     for level_hw in pyramid_hws(hw, loss.pyramid_levels):
         # coarser levels run the extractor (to its deepest layer) and the Grams again
         counts = step_flops(*level_hw, loss.content_layers, loss.style_layers)

@@ -94,12 +94,6 @@ def recipe_for(weights_source: str) -> str:
     return "random" if weights_source == "random" else "imagenet"
 
 
-def expected_source(weights) -> str:
-    """The weights source to plan for before the weights are resolved (memory and size
-    checks): "random" when asked for, else "imagenet", whose recipe has the deeper layers."""
-    return "random" if weights == "random" else "imagenet"
-
-
 @dataclass(frozen=True, kw_only=True)
 class NetworkConfig(Options):
     """How the VGG19 feature network is built (the ``network`` section of a run).
@@ -330,6 +324,12 @@ class StylizeConfig(Options):
         recipe = RECIPES[recipe_for(weights_source)]
         return dataclasses.replace(self, **{name: getattr(self, name).filled(recipe)
                                             for name in SECTIONS})
+
+    def planned(self) -> StylizeConfig:
+        """This config as the checks made before the weights are known plan for it (memory,
+        image sizes): the random recipe when random weights are asked for, else the
+        ImageNet recipe, whose layers are the deeper ones."""
+        return self.resolved("random" if self.network.weights == "random" else "imagenet")
 
     @classmethod
     def flat_fields(cls) -> dict[str, FieldInfo]:

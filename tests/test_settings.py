@@ -104,6 +104,13 @@ def test_settings_left_to_the_recipe_are_filled_by_the_weights_found(source, rec
     assert kept.resolved("random") == kept  # a resolved config stays as it is
 
 
+def test_checks_before_the_weights_are_known_plan_for_the_recipe_asked_for():
+    assert StylizeConfig.from_flat(weights="random").planned().network.pooling == "avg"
+    for weights in ("auto", "imagenet", "weights.h5"):  # may be ImageNet: the deeper layers
+        planned = StylizeConfig.from_flat(weights=weights).planned()
+        assert planned == StylizeConfig.from_flat(weights=weights).resolved("imagenet")
+
+
 def test_the_recipes_differ_only_in_recipe_settings_and_cover_the_same_names():
     from nstlib.settings import RECIPES
 
