@@ -94,6 +94,66 @@ def periodic_energy(image, period: float, bandwidth: float = 0.15,
     return energy / total if total > 0 else 0.0
 
 
+def periodic_energy_map(image, period: float, bandwidth: float = 0.15) -> np.ndarray:
+    """Local energy at the spatial period ``period`` (any direction), per pixel.
+
+    ``periodic_energy`` needs a rectangle; a sky under a wavy horizon is not one. Here the
+    mean-removed image (mirrored at its borders by 2P pixels) is filtered in the frequency
+    domain with a Gaussian ring centred on f = 1/P (standard deviation bandwidth/P cycles
+    per pixel, gain 1 at 1/P) kept on one half-plane and doubled: the analytic signal z of
+    the band. |z|²/2 is the local energy: a·sin(2π·(x·cosθ + y·sinθ)/P) + c gives a²/2 at
+    every pixel (not a²·sin², so a mask of any shape can be averaged), a flat image 0.
+    Structure within about P pixels of an edge (a horizon, the image border) leaks into
+    the band; keep a margin of about P from edges when averaging.
+
+    Args:
+        image: (1, H, W, C), (H, W, C) or (H, W) array; the C channels' energies are
+            averaged.
+        period: P in pixels (> 2, below the Nyquist limit).
+        bandwidth: Ring's standard deviation relative to 1/P.
+
+    Returns:
+        (H, W) float64 energy map in intensity² units.
+    """
+    if not period > 2:
+        raise ValueError(f"period must exceed 2 pixels (the Nyquist limit), got {period}")
+    array = as_hwc(image)
+    height, width = array.shape[:2]
+    pad = int(np.ceil(2 * period))
+    padded = np.pad(array - array.mean(axis=(0, 1), keepdims=True),
+                    ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
+    fy = np.fft.fftfreq(padded.shape[0])[:, None]
+    fx = np.fft.fftfreq(padded.shape[1])[None, :]
+    sigma = bandwidth / period
+    ring = np.exp(-((np.sqrt(fx**2 + fy**2) - 1.0 / period) ** 2) / (2 * sigma**2))
+    half_plane = (fx > 0) | ((fx == 0) & (fy > 0))
+    analytic = np.fft.ifft2(np.fft.fft2(padded, axes=(0, 1)) * (2.0 * ring * half_plane)[..., None],
+                            axes=(0, 1))
+    energy = np.mean(np.abs(analytic) ** 2, axis=2) / 2.0
+    return energy[pad:pad + height, pad:pad + width]
+
+
+def masked_periodic_energy(image, period: float, mask, bandwidth: float = 0.15) -> float:
+    """Mean of ``periodic_energy_map`` over the pixels where ``mask`` is true.
+
+    Args:
+        image: (1, H, W, C), (H, W, C) or (H, W) array.
+        period: P in pixels (> 2).
+        mask: (H, W) boolean array, the region measured (e.g. a sky); not empty.
+        bandwidth: See ``periodic_energy_map``.
+
+    Returns:
+        Energy in intensity² units (a²/2 for a sinusoid of amplitude a at period P).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    energy = periodic_energy_map(image, period, bandwidth)
+    if mask.shape != energy.shape:
+        raise ValueError(f"mask has shape {mask.shape}, the image is {energy.shape}")
+    if not mask.any():
+        raise ValueError("mask selects no pixels")
+    return float(energy[mask].mean())
+
+
 # ============================================================================================
 # Evaluation of stylised images: SSIM to the content, feature-space distances, time
 #

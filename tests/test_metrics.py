@@ -162,3 +162,45 @@ def test_periodic_energy_oblique_stripes_relative_and_flat():
     assert metrics.periodic_energy(np.full((32, 32, 3), 0.6), 8) == pytest.approx(0.0, abs=1e-20)
     with pytest.raises(ValueError):
         metrics.periodic_energy(mix, 2.0)
+
+
+def _interior(shape, margin):
+    mask = np.zeros(shape, dtype=bool)
+    mask[margin:-margin, margin:-margin] = True
+    return mask
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 90.0])
+def test_periodic_energy_map_of_sinusoid_is_flat_half_amplitude_squared(angle):
+    # The analytic signal's envelope is constant: a²/2 at every interior pixel, not a²·sin².
+    y, x = np.mgrid[0:96, 0:128]
+    amplitude, period = 0.3, 8.0
+    theta = np.deg2rad(angle)
+    wave = 0.5 + amplitude * np.sin(2 * np.pi * (x * np.cos(theta) + y * np.sin(theta)) / period)
+    energy = metrics.periodic_energy_map(wave, period)
+    interior = energy[_interior(energy.shape, 16)]
+    assert interior.mean() == pytest.approx(amplitude**2 / 2, rel=0.02)
+    assert interior.std() < 0.05 * amplitude**2 / 2
+    # Another period is rejected by the ring (Gaussian gain at 1/16 with σ = 0.15/8: e^-5.6).
+    assert metrics.periodic_energy_map(wave, 2 * period)[_interior(energy.shape, 32)].mean() < (
+        0.01 * amplitude**2 / 2)
+
+
+def test_masked_periodic_energy_sees_a_motif_only_where_it_is():
+    y, x = np.mgrid[0:128, 0:128]
+    wave = 0.25 * np.sin(2 * np.pi * (x * np.cos(0.5) + y * np.sin(0.5)) / 8.0)
+    image = np.where(y < 64, 0.5, 0.5 + wave)          # flat top half, motif in the bottom
+    top, bottom = np.zeros((128, 128), bool), np.zeros((128, 128), bool)
+    top[8:48, 8:-8] = True
+    bottom[80:-8, 8:-8] = True
+    assert metrics.masked_periodic_energy(image, 8.0, top) < 1e-3 * 0.25**2 / 2
+    assert metrics.masked_periodic_energy(image, 8.0, bottom) == pytest.approx(0.25**2 / 2,
+                                                                              rel=0.05)
+    assert metrics.masked_periodic_energy(np.full((32, 32, 3), 0.4), 8.0,
+                                          np.ones((32, 32), bool)) == pytest.approx(0, abs=1e-20)
+    with pytest.raises(ValueError, match="selects no pixels"):
+        metrics.masked_periodic_energy(image, 8.0, np.zeros((128, 128), bool))
+    with pytest.raises(ValueError, match="mask has shape"):
+        metrics.masked_periodic_energy(image, 8.0, top[:10])
+    with pytest.raises(ValueError, match="Nyquist"):
+        metrics.periodic_energy_map(image, 2.0)
