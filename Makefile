@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 NOTEBOOKS = $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: install demo test unit nbval notebooks bench lint clean
+.PHONY: install demo test unit nbval notebooks bench figure lint clean
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ notebooks: install
 ## make bench: speed and memory measurements, one JSON document on stdout
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+## make figure: the README's figure (bundled pairs and one panel per control, 3-5 min on a
+## 2-core CPU) into docs/readme_figure.jpg, its caption into docs/readme_figure.md
+figure: install
+	NST_QUICK=0 TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python tools/readme_figure.py -o docs/readme_figure.jpg
 
 lint: install
 	$(BIN)/ruff check $(wildcard nstlib tests benchmarks tools data notebooks/conftest.py)
