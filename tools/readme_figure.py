@@ -49,12 +49,8 @@ def cpu_description() -> str:
     from nstlib import conv_choice
 
     model, extra = conv_choice.cpu_model(), []
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
     fields = {}
-    for line in lines:
+    for line in conv_choice._cpuinfo_lines() or []:
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
     if "cpu family" in fields and "model" in fields:
