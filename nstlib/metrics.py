@@ -61,6 +61,12 @@ def power_spectrum(image, window: str | None = "hann") -> tuple[np.ndarray, np.n
     return power, np.sqrt(fx**2 + fy**2)
 
 
+def _check_period(period: float) -> None:
+    """A one-line ValueError unless the period lies above the Nyquist limit of 2 pixels."""
+    if not period > 2:
+        raise ValueError(f"period must exceed 2 pixels (the Nyquist limit), got {period}")
+
+
 def periodic_energy(image, period: float, bandwidth: float = 0.15,
                     window: str | None = "hann", relative: bool = False) -> float:
     """Spectral energy of an image region at the spatial period ``period``, any direction.
@@ -83,8 +89,7 @@ def periodic_energy(image, period: float, bandwidth: float = 0.15,
     Returns:
         Energy in intensity² units (e.g. (fraction of the [0, 1] range)²), or a fraction.
     """
-    if not period > 2:
-        raise ValueError(f"period must exceed 2 pixels (the Nyquist limit), got {period}")
+    _check_period(period)
     power, frequency = power_spectrum(image, window)
     half_width = max(bandwidth / period, 2.0 / min(power.shape))
     energy = float(power[np.abs(frequency - 1.0 / period) <= half_width].sum())
@@ -115,8 +120,7 @@ def periodic_energy_map(image, period: float, bandwidth: float = 0.15) -> np.nda
     Returns:
         (H, W) float64 energy map in intensity² units.
     """
-    if not period > 2:
-        raise ValueError(f"period must exceed 2 pixels (the Nyquist limit), got {period}")
+    _check_period(period)
     array = as_hwc(image)
     height, width = array.shape[:2]
     pad = int(np.ceil(2 * period))
