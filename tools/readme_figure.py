@@ -40,7 +40,7 @@ QUICK_SIZE, QUICK_STEPS = 40, 2
 #: Content and style of the demo's pairs (nstlib.cli.DEMO_PAIRS).
 PAIRS = (("chelsea", "brushstrokes"), ("astronaut", "mosaic"))
 BATCH = ("chelsea", "coffee")
-STYLE_SCALE = 2.0  # contents of the batch panel's one `nst stylize` command
+STYLE_SCALE = 2.0  # style_scale of the row-2 control panel
 
 
 def cpu_description() -> str:
@@ -244,7 +244,8 @@ def make_figure(output: Path = DEFAULT_OUTPUT, *, quick: bool = False, size: int
         images, records = run_panels(size, steps, quick, Path(workdir))
     seconds = time.perf_counter() - started
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-    caption = caption_text(records, size=size, steps=steps, cpu=cpu_description(),
+    cpu = cpu_description()
+    caption = caption_text(records, size=size, steps=steps, cpu=cpu,
                            date=date, seconds=seconds, quick=quick)
     first = records[0]
     info = "\n".join([
@@ -252,7 +253,7 @@ def make_figure(output: Path = DEFAULT_OUTPUT, *, quick: bool = False, size: int
         f"weights: {weights_phrase(records)}",
         f"recipe: {', '.join(sorted({r['recipe'] for r in records}))}",
         f"{size} px, {steps} {first['optimizer']} steps, seed {first['seed']}",
-        f"CPU: {cpu_description()}",
+        f"CPU: {cpu}",
         f"{date}, `make figure`, {len(records)} runs in {seconds:.0f} s",
         *(["QUICK MODE (smoke test)"] if quick else []),
     ]).replace("`", "")
