@@ -36,6 +36,12 @@ except ImportError:  # pragma: no cover
 
 WEIGHT_MODES = ("auto", "imagenet", "random")
 
+#: Why the ImageNet download failed in this process (None: not tried, or it worked). Offline,
+#: every run with weights="auto" would otherwise try again: Keras prints "Downloading data
+#: from ..." each time, and behind a firewall that drops packets each try waits for a
+#: timeout. A file copied into the cache later is still found (the cache is looked at first).
+_download_failure: str | None = None
+
 
 class WeightsUnavailableError(RuntimeError):
     """ImageNet weights were asked for explicitly but cannot be found or downloaded."""
@@ -177,6 +183,10 @@ def download_imagenet_weights() -> Path:
     cached = cached_imagenet_path()
     if cached is not None:
         return cached
+    global _download_failure
+    if _download_failure is not None:
+        raise WeightsUnavailableError(_unavailable_message(f"{_download_failure}, "
+                                                           "not retried in this process"))
     try:
         # Keras reports "Downloading data from ..." on stdout; stdout belongs to results
         # (the CLI's summary line, notebook outputs), so the progress goes to stderr.
@@ -184,11 +194,15 @@ def download_imagenet_weights() -> Path:
             return Path(keras.utils.get_file(_IMAGENET_FILE, _IMAGENET_URL,
                                              cache_subdir="models", file_hash=_IMAGENET_MD5))
     except Exception as err:  # noqa: BLE001 - any download failure means "unavailable"
-        raise WeightsUnavailableError(
-            f"ImageNet VGG19 weights could not be downloaded ({type(err).__name__}). "
-            f"Copy {_IMAGENET_FILE} (from {_IMAGENET_URL}) into ~/.keras/models/, or set "
-            f"{config.WEIGHTS_ENV_VAR}=/path/to/{_IMAGENET_FILE}, or pass weights='random'"
-        ) from None
+        _download_failure = type(err).__name__
+        raise WeightsUnavailableError(_unavailable_message(_download_failure)) from None
+
+
+def _unavailable_message(why: str) -> str:
+    """The one-line error of a failed download, with what to do instead."""
+    return (f"ImageNet VGG19 weights could not be downloaded ({why}). Copy {_IMAGENET_FILE} "
+            f"(from {_IMAGENET_URL}) into ~/.keras/models/, or set "
+            f"{config.WEIGHTS_ENV_VAR}=/path/to/{_IMAGENET_FILE}, or pass weights='random'")
 
 
 def resolve_weights(weights, seed: int = 0) -> tuple[str, Path | None]:

@@ -18,6 +18,7 @@ from nstlib import (
     images,
     stylize,
     transfer,
+    vgg_weights,
 )
 from nstlib.features import FeatureExtractor
 from nstlib.images import ImageError, to_uint8
@@ -118,6 +119,7 @@ def test_auto_weights_offline_are_recorded_as_random(monkeypatch, tmp_path, caps
         raise Exception("URL fetch failure (simulated offline)")
 
     monkeypatch.setattr(keras.utils, "get_file", no_network)
+    monkeypatch.setattr(vgg_weights, "_download_failure", None)  # tried afresh, forgotten after
     options = {**FAST, "weights": "auto"}
     result = nstlib.stylize(_content(), _style(), size=24, steps=1, **options)
     assert result.config["weights"] == "auto"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import h5py
 import keras
 import numpy as np
@@ -10,7 +13,7 @@ import tensorflow as tf
 from references import random_batch
 
 import nstlib
-from nstlib import config
+from nstlib import config, vgg_weights
 from nstlib.features import (
     LAYER_NAMES,
     FeatureExtractor,
@@ -20,6 +23,7 @@ from nstlib.vgg_weights import (
     WeightsFileError,
     WeightsUnavailableError,
     random_conv_weights,
+    write_h5_weights,
 )
 
 IMAGENET_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -37,6 +41,7 @@ def offline(monkeypatch, tmp_path):
     """
     keras_home = tmp_path / "keras_home"
     keras_home.mkdir()
+    monkeypatch.setattr(vgg_weights, "_download_failure", None)  # no earlier test's failure
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
     monkeypatch.delenv(config.WEIGHTS_ENV_VAR, raising=False)
     calls = []
@@ -256,3 +261,21 @@ def test_imagenet_found_in_the_keras_cache(offline, monkeypatch, tmp_path):
     assert extractor.weights_source == "imagenet"
     assert extractor.weights_path == cache / IMAGENET_FILE
     assert offline == []
+
+
+def test_failed_download_is_not_retried_in_the_process(offline, capsys, tmp_path):
+    FeatureExtractor(**SHALLOW, weights="auto", seed=1)
+    FeatureExtractor(**SHALLOW, weights="auto", seed=2)
+    with pytest.raises(WeightsUnavailableError, match=r"\(Exception, not retried in this "
+                                                      r"process\)\. Copy "):
+        FeatureExtractor(**SHALLOW, weights="imagenet")
+    assert len(offline) == 1  # one try of Keras' downloader for three extractors
+    err = capsys.readouterr().err
+    assert err.count("Downloading data from") == 1
+    assert err.count("RANDOM") == 2  # each fallback still says so
+    # A file that appears in the cache later is found without a download.
+    cached = Path(os.environ["KERAS_HOME"]) / "models" / IMAGENET_FILE
+    cached.parent.mkdir()
+    write_h5_weights(FeatureExtractor(**SHALLOW, weights="random").model, cached)
+    assert FeatureExtractor(**SHALLOW, weights="auto").weights_source == "imagenet"
+    assert len(offline) == 1
