@@ -192,6 +192,9 @@ class FeatureExtractor:
             features with nearly equal targets (e.g. a heavily weighted content term
             near the content image): there it slows convergence. See
             benchmarks/precision.py and benchmarks/time_to_image.py.
+        first_layer_dc: Random weights only: the fraction of each block1_conv1 filter's
+            mean kept (``vgg_weights.dc_reduced_kernel``; 1, the default, is plain
+            He-normal). Ignored for trained weights.
         conv_impl: "auto" (default), "standard" or "transposed": how the convolutions
             are computed (same numbers, see ``conv2d_same_transposed``). "auto" takes
             the form that ran this network faster on this CPU, timed once at about
@@ -213,8 +216,10 @@ class FeatureExtractor:
     def __init__(self, content_layers=DEFAULT_CONTENT_LAYERS, style_layers=DEFAULT_STYLE_LAYERS,
                  weights="auto", pooling: str = "max", seed: int = 0,
                  compute_dtype: str = "float32", conv_impl: str = "auto",
-                 image_size: int | None = None):
+                 image_size: int | None = None, first_layer_dc: float = 1.0):
         check_choice(compute_dtype, COMPUTE_DTYPES, "compute_dtype")
+        if not 0.0 <= first_layer_dc <= 1.0:
+            raise ValueError(f"first_layer_dc must be in [0, 1], got {first_layer_dc}")
         self.compute_dtype = compute_dtype
         self.content_layers = validate_layers(content_layers, "content layer")
         self.style_layers = validate_layers(style_layers, "style layer")
@@ -231,13 +236,15 @@ class FeatureExtractor:
                                  None if compute_dtype == "float32" else "mixed_bfloat16",
                                  self.conv_impl)
         self.weights_source, self.weights_path = resolve_weights(weights, self.seed)
+        self.first_layer_dc = float(first_layer_dc) if self.weights_source == "random" else 1.0
         self._load_weights()
 
     def _load_weights(self) -> None:
         conv = [layer for layer in self.model.layers if layer.name in CONV_LAYERS]
         if self.weights_source == "random":
             for layer in conv:
-                layer.set_weights(list(random_conv_weights(layer.name, self.seed)))
+                layer.set_weights(list(random_conv_weights(layer.name, self.seed,
+                                                           self.first_layer_dc)))
             return
         stored = read_h5_weights(self.weights_path)
         missing = [layer.name for layer in conv if layer.name not in stored]
@@ -256,7 +263,9 @@ class FeatureExtractor:
     def description(self) -> str:
         """One line for logs and records, e.g. ``"random (seed 0)"``."""
         if self.weights_source == "random":
-            return f"random (seed {self.seed}, He-normal)"
+            dc = "" if self.first_layer_dc == 1.0 else \
+                f", block1_conv1 DC x{self.first_layer_dc:g}"
+            return f"random (seed {self.seed}, He-normal{dc})"
         return f"{self.weights_source} ({self.weights_path})"
 
     def layer_outputs(self, images: tf.Tensor) -> dict[str, tf.Tensor]:

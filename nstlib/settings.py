@@ -69,6 +69,10 @@ INITS = ("content", "noise", "style")
 #: Colour preservation of ``stylize`` (see ``nstlib.colors``).
 PRESERVE_COLORS = ("none", "luminance", "histogram")
 
+#: The random recipe's ``first_layer_dc``: how much of their response to flat colour the
+#: random block1_conv1 filters keep (``vgg_weights.dc_reduced_kernel``, notebook 11).
+FIRST_LAYER_DC = 0.3
+
 #: What the settings left at None mean, by the VGG19 weights a run ends up with (a run
 #: with ``weights="auto"`` learns which only when it starts). "imagenet" (also used for a
 #: weights file) keeps Gatys et al.'s classic choices. "random" is the recipe that made
@@ -80,11 +84,13 @@ PRESERVE_COLORS = ("none", "luminance", "histogram")
 #: the layout poorly, notebook 02), stronger content and style weights and a weaker TV
 #: term.
 RECIPES: dict[str, dict] = {
-    "imagenet": {"pooling": "max", "content_weight": 1.0, "style_weight": 10.0,
+    "imagenet": {"pooling": "max", "first_layer_dc": 1.0,
+                 "content_weight": 1.0, "style_weight": 10.0,
                  "tv_weight": 1.0, "content_layers": DEFAULT_CONTENT_LAYERS,
                  "style_layers": DEFAULT_STYLE_LAYERS},
-    "random": {"pooling": "avg", "content_weight": 3.0, "style_weight": 30.0,
-               "tv_weight": 0.3, "content_layers": ("block2_conv2",),
+    "random": {"pooling": "avg", "first_layer_dc": FIRST_LAYER_DC,
+               "content_weight": 3.0, "style_weight": 30.0, "tv_weight": 0.3,
+               "content_layers": ("block2_conv2",),
                "style_layers": ("block1_conv1", "block2_conv1", "block3_conv1")},
 }
 
@@ -115,10 +121,19 @@ class NetworkConfig(Options):
                             choices=CONV_IMPLS)
     weight_seed: int | None = option(
         None, "seed of the random weights (default: the run's seed)")
+    first_layer_dc: float | None = option(
+        None, "random weights only: fraction kept of each block1_conv1 filter's mean, its "
+              "response to flat colour (1: plain He-normal, 0: zero-mean edge filters; "
+              "default: the weights' recipe)")
 
     def validate(self) -> None:
         if self.weight_seed is not None and self.weight_seed < 0:
             raise ConfigError(f"weight_seed must be non-negative, got {self.weight_seed}")
+        check_finite(self.first_layer_dc, "first_layer_dc", maximum=1.0)
+        trained = self.weights != "auto" and self.weights != "random"
+        if trained and self.first_layer_dc not in (None, 1.0):
+            raise ConfigError(f"first_layer_dc ({self.first_layer_dc:g}) shapes random "
+                              f"weights; weights={self.weights!r} are trained weights")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -322,8 +337,12 @@ class StylizeConfig(Options):
             weights_source: "imagenet", "file" or "random" (``vgg_weights.resolve_weights``).
         """
         recipe = RECIPES[recipe_for(weights_source)]
-        return dataclasses.replace(self, **{name: getattr(self, name).filled(recipe)
-                                            for name in SECTIONS})
+        filled = dataclasses.replace(self, **{name: getattr(self, name).filled(recipe)
+                                              for name in SECTIONS})
+        if weights_source != "random":  # "auto" found trained weights: nothing to reshape
+            filled = dataclasses.replace(filled, network=dataclasses.replace(
+                filled.network, first_layer_dc=1.0))
+        return filled
 
     def planned(self) -> StylizeConfig:
         """This config as the checks made before the weights are known plan for it (memory,

@@ -74,11 +74,12 @@ class StylizeResult:
 @functools.lru_cache(maxsize=8)
 def cached_extractor(content_layers: tuple, style_layers: tuple, weights, pooling: str,
                      seed: int, compute_dtype: str = "float32",
-                     conv_impl: str = "auto", image_size: int | None = None) -> FeatureExtractor:
+                     conv_impl: str = "auto", image_size: int | None = None,
+                     first_layer_dc: float = 1.0) -> FeatureExtractor:
     """A ``FeatureExtractor`` reused across runs with identical settings."""
     return FeatureExtractor(content_layers, style_layers, weights=weights, pooling=pooling,
                             seed=seed, compute_dtype=compute_dtype, conv_impl=conv_impl,
-                            image_size=image_size)
+                            image_size=image_size, first_layer_dc=first_layer_dc)
 
 
 def weight_seed(config: StylizeConfig) -> int:
@@ -116,7 +117,7 @@ def extractor_for(config: StylizeConfig, weights=None) -> FeatureExtractor:
     return cached_extractor(config.loss.content_layers, config.loss.style_layers,
                             weights, network.pooling, weight_seed(config),
                             network.compute_dtype, network.conv_impl,
-                            size_bucket(config.stages()[-1].size))
+                            size_bucket(config.stages()[-1].size), network.first_layer_dc)
 
 
 def _describe_source(source) -> str | list[str]:

@@ -52,7 +52,8 @@ class WeightsFileError(ValueError):
 
 
 @functools.lru_cache(maxsize=64)
-def random_conv_weights(layer: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def random_conv_weights(layer: str, seed: int = 0,
+                        first_layer_dc: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random weights for one conv layer (He-normal kernel, zero bias).
 
     The kernel is drawn from N(0, 2 / fan_in) with fan_in = 9 * in_channels. For a
@@ -60,6 +61,12 @@ def random_conv_weights(layer: str, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     (He et al., 2015), so features neither vanish nor explode through 16 layers. Each
     layer has its own generator seeded by (seed, layer index), so a network truncated at
     block2 has exactly the same block1-2 weights as the full one.
+
+    Args:
+        layer: A conv layer name, e.g. "block1_conv1".
+        seed: Seed of the generators.
+        first_layer_dc: For block1_conv1 only, the fraction kept of each filter's mean over
+            its 3×3 taps (``dc_reduced_kernel``); 1 leaves the He-normal draw as it is.
 
     Returns:
         kernel (3, 3, c_in, c_out) float32, bias (c_out,) float32.
@@ -70,7 +77,35 @@ def random_conv_weights(layer: str, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     rng = np.random.default_rng([seed, index])
     kernel = rng.standard_normal((3, 3, c_in, c_out), dtype=np.float32)
     kernel *= np.float32(np.sqrt(2.0 / (9 * c_in)))
+    if index == 0 and first_layer_dc != 1.0:
+        kernel = dc_reduced_kernel(kernel, first_layer_dc)
     return kernel, np.zeros(c_out, np.float32)
+
+
+def dc_reduced_kernel(kernel: np.ndarray, keep: float) -> np.ndarray:
+    """A kernel whose taps' mean (its response to a flat patch) is scaled by ``keep``.
+
+    A random first-layer filter mostly measures the colour of a pixel: the mean of its
+    nine taps times the pixel value outweighs its response to edges, so the Grams of its
+    features are mostly colour statistics. Trained first-layer filters are mostly
+    zero-mean edge and colour-opponent detectors. Subtracting ``1 - keep`` of each
+    (input, output) channel's spatial mean keeps that much of the colour response and all
+    of the structure; the kernel is then rescaled to the root mean square it had, so the
+    He scaling of the activations holds.
+
+    Args:
+        kernel: (3, 3, c_in, c_out).
+        keep: In [0, 1]: 0 gives zero-mean filters, 1 the kernel unchanged.
+
+    Returns:
+        (3, 3, c_in, c_out) float32.
+    """
+    if not 0.0 <= keep <= 1.0:
+        raise ValueError(f"first_layer_dc must be in [0, 1], got {keep}")
+    rms = np.sqrt(np.mean(np.square(kernel, dtype=np.float64)))
+    reduced = kernel - (1.0 - keep) * kernel.mean(axis=(0, 1), keepdims=True, dtype=np.float64)
+    reduced *= rms / np.sqrt(np.mean(reduced ** 2))
+    return reduced.astype(np.float32)
 
 
 def read_h5_weights(path) -> dict[str, list[np.ndarray]]:

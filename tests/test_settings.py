@@ -233,3 +233,24 @@ def test_largest_sensible_rates_and_weights_are_accepted():
     # Switching to an adaptive optimizer re-checks a rate chosen for SGD.
     with pytest.raises(ConfigError, match="absurd for adam"):
         StylizeConfig.from_flat(optimizer="sgd", learning_rate=100).replace(optimizer="adam")
+
+
+def test_first_layer_dc_is_a_random_weights_setting():
+    """first_layer_dc reshapes random filters: a fraction in [0, 1]; refused with trained
+    weights asked for by name; with "auto" that finds trained weights the run records 1
+    (the weights as loaded), whatever was asked."""
+    from nstlib.settings import RECIPES
+
+    random_run = StylizeConfig.from_flat(weights="random").resolved("random")
+    assert random_run.network.first_layer_dc == RECIPES["random"]["first_layer_dc"] < 1.0
+    asked = StylizeConfig.from_flat(first_layer_dc=0.5)
+    assert asked.resolved("random").network.first_layer_dc == 0.5
+    assert asked.resolved("imagenet").network.first_layer_dc == 1.0
+    for weights in ("imagenet", "weights.h5"):
+        with pytest.raises(ConfigError, match=f"first_layer_dc \\(0.5\\) shapes random "
+                                              f"weights; weights='{weights}' are trained"):
+            StylizeConfig.from_flat(weights=weights, first_layer_dc=0.5)
+    assert StylizeConfig.from_flat(weights="imagenet", first_layer_dc=1.0)  # says nothing new
+    for bad, why in ((1.5, "at most 1"), (-0.1, "at least 0"), (float("inf"), "finite")):
+        with pytest.raises(ConfigError, match=f"first_layer_dc must be .*{why}"):
+            StylizeConfig.from_flat(first_layer_dc=bad)

@@ -43,13 +43,20 @@ def _style(size: int = 40) -> np.ndarray:
     return np.stack([np.tile(stripes, (size, 1))] * 2 + [np.full((size, size), 0.3)], axis=-1)
 
 
-def _objective_like_stylize(content, style, seed=0) -> StyleTransferObjective:
-    """The default objective of stylize, built independently of its cache (random weights:
-    the random recipe's pooling; the objective takes its loss weights from the recipe)."""
+def _random_recipe_extractor(content_layers, style_layers, seed=0) -> FeatureExtractor:
+    """A new extractor with random weights and the random recipe's network settings
+    (pooling, first-layer filters), as stylize builds for these layers."""
     from nstlib.settings import RECIPES
 
-    extractor = FeatureExtractor(FAST["content_layers"], FAST["style_layers"], weights="random",
-                                 seed=seed, pooling=RECIPES["random"]["pooling"])
+    recipe = RECIPES["random"]
+    return FeatureExtractor(content_layers, style_layers, weights="random", seed=seed,
+                            pooling=recipe["pooling"], first_layer_dc=recipe["first_layer_dc"])
+
+
+def _objective_like_stylize(content, style, seed=0) -> StyleTransferObjective:
+    """The default objective of stylize, built independently of its cache (the objective
+    takes its loss weights from the random recipe)."""
+    extractor = _random_recipe_extractor(FAST["content_layers"], FAST["style_layers"], seed)
     return StyleTransferObjective(extractor, tf.constant(content[None]), tf.constant(style[None]))
 
 
@@ -410,10 +417,8 @@ def test_coarse_to_fine_restarts_the_optimizer_at_each_scale():
     two = _tiny_stylize(scales=(20, 40), steps=(3, 2))
     coarse = _tiny_stylize(size=20, steps=3, style_size=20)
     from nstlib.optimize import COSINE_LEARNING_RATES
-    from nstlib.settings import RECIPES
 
-    extractor = FeatureExtractor(SHALLOW["content_layers"], SHALLOW["style_layers"],
-                                 weights="random", pooling=RECIPES["random"]["pooling"])
+    extractor = _random_recipe_extractor(SHALLOW["content_layers"], SHALLOW["style_layers"])
     content40 = images.resize_max_side(tf.constant(content), 40)
     objective = StyleTransferObjective(extractor, content40,
                                        images.resize_max_side(tf.constant(style), 40))

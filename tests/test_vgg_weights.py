@@ -22,6 +22,7 @@ from nstlib.images import vgg_preprocess
 from nstlib.vgg_weights import (
     WeightsFileError,
     WeightsUnavailableError,
+    dc_reduced_kernel,
     random_conv_weights,
     write_h5_weights,
 )
@@ -279,3 +280,69 @@ def test_failed_download_is_not_retried_in_the_process(offline, capsys, tmp_path
     write_h5_weights(FeatureExtractor(**SHALLOW, weights="random").model, cached)
     assert FeatureExtractor(**SHALLOW, weights="auto").weights_source == "imagenet"
     assert len(offline) == 1
+
+
+# ----------------------------------------------------------------------------- first-layer DC
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.3, 1.0])
+def test_dc_reduced_kernel_scales_each_filters_mean_and_keeps_its_structure(keep):
+    kernel, _ = random_conv_weights("block1_conv1", seed=2)
+    reduced = dc_reduced_kernel(kernel, keep)
+    mean = kernel.mean(axis=(0, 1), dtype=np.float64)
+    structure = kernel - mean  # the zero-mean part: what the filter sees of edges
+    # NumPy reference: r = s·(structure + keep·mean), s restoring the kernel's RMS
+    unscaled = structure + keep * mean
+    scale = np.sqrt(np.mean(kernel.astype(np.float64) ** 2) / np.mean(unscaled ** 2))
+    np.testing.assert_allclose(reduced, scale * unscaled, rtol=1e-5, atol=1e-7)
+    assert np.sqrt(np.mean(reduced.astype(np.float64) ** 2)) == pytest.approx(
+        np.sqrt(np.mean(kernel.astype(np.float64) ** 2)), rel=1e-6)
+    # the mean of the nine taps is keep times the original, up to the common rescale
+    np.testing.assert_allclose(reduced.mean(axis=(0, 1)), scale * keep * mean, atol=1e-6)
+    if keep == 1.0:
+        np.testing.assert_allclose(reduced, kernel, rtol=1e-6)
+    # a 3x3 mean of nine N(0, σ²) taps carries 1/9 of their energy: the rescale is small
+    assert 1.0 <= scale < 1.1
+
+
+@pytest.mark.parametrize("keep", [-0.1, 1.5, float("nan")])
+def test_dc_reduced_kernel_refuses_a_fraction_outside_0_1(keep):
+    kernel, _ = random_conv_weights("block1_conv1")
+    with pytest.raises(ValueError, match="first_layer_dc must be in \\[0, 1\\]"):
+        dc_reduced_kernel(kernel, keep)
+
+
+def test_first_layer_dc_changes_block1_conv1_only():
+    plain = random_conv_weights("block1_conv1", 0)[0]
+    np.testing.assert_allclose(random_conv_weights("block1_conv1", 0, 0.3)[0],
+                               dc_reduced_kernel(plain, 0.3))
+    for layer in ("block1_conv2", "block2_conv1"):
+        np.testing.assert_array_equal(random_conv_weights(layer, 0, 0.3)[0],
+                                      random_conv_weights(layer, 0)[0])
+
+
+def test_zero_mean_first_layer_does_not_respond_to_flat_colour():
+    """With first_layer_dc=0 every block1_conv1 filter sums to 0 over its taps, so a flat
+    image (any colour) gives pre-activations equal to the bias, 0, away from the border;
+    the plain He-normal filters respond to the colour."""
+    flat = np.full((1, 12, 12, 3), (0.8, 0.3, 0.1), np.float32)
+    zero = FeatureExtractor(content_layers=("block1_conv1",), style_layers=(), weights="random",
+                            first_layer_dc=0.0)
+    plain = FeatureExtractor(content_layers=("block1_conv1",), style_layers=(),
+                             weights="random")
+    inner = (slice(None), slice(1, -1), slice(1, -1))
+    assert np.abs(zero(flat).content[0].numpy()[inner]).max() < 1e-3
+    assert plain(flat).content[0].numpy()[inner].max() > 1.0
+    assert "block1_conv1 DC x0" in zero.description and "DC" not in plain.description
+
+
+def test_first_layer_dc_leaves_weights_from_a_file_alone(tmp_path):
+    path = tmp_path / "small.h5"
+    source = FeatureExtractor(**SHALLOW, weights="random", seed=3)
+    source.save_weights(path)
+    loaded = FeatureExtractor(**SHALLOW, weights=path, first_layer_dc=0.0)
+    assert loaded.first_layer_dc == 1.0
+    np.testing.assert_array_equal(loaded.model.get_layer("block1_conv1").get_weights()[0],
+                                  source.model.get_layer("block1_conv1").get_weights()[0])
+    with pytest.raises(ValueError, match="first_layer_dc must be in \\[0, 1\\], got 2"):
+        FeatureExtractor(**SHALLOW, weights="random", first_layer_dc=2.0)
