@@ -356,6 +356,24 @@ def test_every_example_grid_is_valid():
         assert all(s.config["weights"] == "auto" for s in specs)
 
 
+def test_the_offline_recipe_grid_ends_with_the_random_recipe():
+    """examples/offline_recipe.yaml: the ImageNet recipe on random weights, one run per
+    setting where the random recipe differs, two rejected settings, then the whole recipe."""
+    from nstlib.settings import RECIPES
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    specs = ablation.load_grid(examples / "offline_recipe.yaml").expand()
+    assert all(s.config["weights"] == "random" for s in specs)
+    flat = [{k: tuple(v) if isinstance(v, list) else v for k, v in s.config.items()}
+            for s in specs]
+    imagenet, random = RECIPES["imagenet"], RECIPES["random"]
+    assert all(flat[0][k] == v for k, v in imagenet.items())
+    assert all(flat[-1][k] == v for k, v in random.items())
+    changed = {k for k in imagenet if imagenet[k] != random[k]}
+    single = [{k for k in imagenet if run[k] != imagenet[k]} for run in flat[1:-1]]
+    assert changed == {k for one in single if len(one) == 1 for k in one}
+
+
 # ----------------------------------------------------------------------------- old results folders
 
 
