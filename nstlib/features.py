@@ -29,6 +29,7 @@ from nstlib.vgg_layers import (  # noqa: F401  (the layer table, re-exported)
     validate_layers,
 )
 from nstlib.vgg_weights import (
+    check_first_layer_dc,
     random_conv_weights,
     read_h5_weights,
     resolve_weights,
@@ -218,8 +219,7 @@ class FeatureExtractor:
                  compute_dtype: str = "float32", conv_impl: str = "auto",
                  image_size: int | None = None, first_layer_dc: float = 1.0):
         check_choice(compute_dtype, COMPUTE_DTYPES, "compute_dtype")
-        if not 0.0 <= first_layer_dc <= 1.0:
-            raise ValueError(f"first_layer_dc must be in [0, 1], got {first_layer_dc}")
+        check_first_layer_dc(first_layer_dc)  # also for trained weights, which ignore it
         self.compute_dtype = compute_dtype
         self.content_layers = validate_layers(content_layers, "content layer")
         self.style_layers = validate_layers(style_layers, "style layer")

@@ -132,7 +132,7 @@ class NetworkConfig(Options):
         if self.weight_seed is not None and self.weight_seed < 0:
             raise ConfigError(f"weight_seed must be non-negative, got {self.weight_seed}")
         check_finite(self.first_layer_dc, "first_layer_dc", maximum=1.0)
-        trained = self.weights != "auto" and self.weights != "random"
+        trained = self.weights not in ("auto", "random")
         if trained and self.first_layer_dc not in (None, 1.0):
             raise ConfigError(f"first_layer_dc ({self.first_layer_dc:g}) shapes random "
                               f"weights; weights={self.weights!r} are trained weights")

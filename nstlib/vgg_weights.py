@@ -82,6 +82,12 @@ def random_conv_weights(layer: str, seed: int = 0,
     return kernel, np.zeros(c_out, np.float32)
 
 
+def check_first_layer_dc(keep: float) -> None:
+    """A one-line ValueError unless ``keep`` (``first_layer_dc``) lies in [0, 1]."""
+    if not 0.0 <= keep <= 1.0:
+        raise ValueError(f"first_layer_dc must be in [0, 1], got {keep}")
+
+
 def dc_reduced_kernel(kernel: np.ndarray, keep: float) -> np.ndarray:
     """A kernel whose taps' mean (its response to a flat patch) is scaled by ``keep``.
 
@@ -100,8 +106,7 @@ def dc_reduced_kernel(kernel: np.ndarray, keep: float) -> np.ndarray:
     Returns:
         (3, 3, c_in, c_out) float32.
     """
-    if not 0.0 <= keep <= 1.0:
-        raise ValueError(f"first_layer_dc must be in [0, 1], got {keep}")
+    check_first_layer_dc(keep)
     rms = np.sqrt(np.mean(np.square(kernel, dtype=np.float64)))
     reduced = kernel - (1.0 - keep) * kernel.mean(axis=(0, 1), keepdims=True, dtype=np.float64)
     reduced *= rms / np.sqrt(np.mean(reduced ** 2))
