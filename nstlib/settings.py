@@ -69,28 +69,25 @@ INITS = ("content", "noise", "style")
 #: Colour preservation of ``stylize`` (see ``nstlib.colors``).
 PRESERVE_COLORS = ("none", "luminance", "histogram")
 
-#: The random recipe's ``first_layer_dc``: how much of their response to flat colour the
-#: random block1_conv1 filters keep (``vgg_weights.dc_reduced_kernel``, notebook 11).
-FIRST_LAYER_DC = 0.3
-
 #: What the settings left at None mean, by the VGG19 weights a run ends up with (a run
 #: with ``weights="auto"`` learns which only when it starts). "imagenet" (also used for a
 #: weights file) keeps Gatys et al.'s classic choices. "random" is the recipe that made
 #: untrained features look like style transfer in the study of notebook 11 (and
 #: ``examples/offline_recipe.yaml``), judged by the network-free ``nstlib.judge``:
-#: first-layer filters that keep 0.3 of their response to flat colour (plain random
-#: filters mostly measure colour, so their Grams ask for the palette rather than the
-#: texture), average pooling (max pooling routes each gradient to one pixel per window:
-#: speckle and blocks), shallow style layers (deep random features match their Gram
-#: targets with high-frequency noise), a shallow content layer (block4_conv2 of a random
-#: network holds the layout poorly, notebook 02), and stronger content, style and TV
-#: weights (TV turns the fine noise the random style gradient adds into sparser edges).
+#: first-layer filters that keep 0.3 of their response to flat colour
+#: (``vgg_weights.dc_reduced_kernel``; plain random filters mostly measure colour, so
+#: their Grams ask for the palette rather than the texture), average pooling (max
+#: pooling routes each gradient to one pixel per window: speckle and blocks), shallow
+#: style layers (deep random features match their Gram targets with high-frequency
+#: noise), a shallow content layer (block4_conv2 of a random network holds the layout
+#: poorly, notebook 02), and stronger content, style and TV weights (TV turns the fine
+#: noise the random style gradient adds into sparser edges).
 RECIPES: dict[str, dict] = {
     "imagenet": {"pooling": "max", "first_layer_dc": 1.0,
                  "content_weight": 1.0, "style_weight": 10.0,
                  "tv_weight": 1.0, "content_layers": DEFAULT_CONTENT_LAYERS,
                  "style_layers": DEFAULT_STYLE_LAYERS},
-    "random": {"pooling": "avg", "first_layer_dc": FIRST_LAYER_DC,
+    "random": {"pooling": "avg", "first_layer_dc": 0.3,
                "content_weight": 2.0, "style_weight": 30.0, "tv_weight": 3.0,
                "content_layers": ("block2_conv2",),
                "style_layers": ("block1_conv1", "block2_conv1", "block3_conv1")},
