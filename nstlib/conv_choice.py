@@ -96,17 +96,45 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def isa_class(flags: set[str] | None = None) -> str:
-    """"amx", "avx512", "avx2" or "other": the widest matrix/vector unit the CPU reports.
+#: ISA classes from narrowest to widest.
+ISA_CLASSES = ("other", "avx2", "avx512", "amx")
+
+
+def onednn_isa_cap(value: str | None = None) -> str | None:
+    """The ISA class oneDNN is capped at by ``ONEDNN_MAX_CPU_ISA`` (None: no cap).
+
+    oneDNN picks its kernels at run time and never uses an instruction set above this
+    variable's (e.g. ``AVX2`` makes an AVX-512 machine run the kernels of an AVX2 laptop:
+    other timings and other rounding), so the class that decides results is the lower of
+    the CPU's and the cap's.
 
     Args:
-        flags: CPU flags (default: ``cpu_flags()``; none on non-Linux: "other").
+        value: The variable's value (default: read from the environment).
     """
+    value = (os.environ.get("ONEDNN_MAX_CPU_ISA", "") if value is None else value).upper()
+    if value in ("", "ALL", "DEFAULT"):
+        return None
+    if "AMX" in value:
+        return "amx"
+    if value.startswith(("AVX512", "AVX10")):
+        return "avx512"
+    return "avx2" if value.startswith("AVX2") else "other"
+
+
+def isa_class(flags: set[str] | None = None) -> str:
+    """"amx", "avx512", "avx2" or "other": the widest matrix/vector unit oneDNN may use.
+
+    Args:
+        flags: CPU flags (default: ``cpu_flags()``, then lowered to ``onednn_isa_cap()``;
+            none on non-Linux: "other"). Given flags are classified as they are.
+    """
+    cap = onednn_isa_cap() if flags is None else None
     flags = cpu_flags() if flags is None else flags
-    for name, flag in (("amx", "amx_tile"), ("avx512", "avx512f"), ("avx2", "avx2")):
-        if flag in flags:
-            return name
-    return "other"
+    found = next((name for name, flag in (("amx", "amx_tile"), ("avx512", "avx512f"),
+                                          ("avx2", "avx2")) if flag in flags), "other")
+    if cap is not None and ISA_CLASSES.index(cap) < ISA_CLASSES.index(found):
+        return cap
+    return found
 
 
 def usable_cores() -> int:

@@ -65,6 +65,30 @@ def test_isa_class_from_cpu_flags(flags, expected):
     assert conv_choice.isa_class(flags) == expected
 
 
+@pytest.mark.parametrize(("value", "expected"), [
+    ("", None), ("ALL", None), ("default", None), ("AVX2", "avx2"), ("AVX2_VNNI", "avx2"),
+    ("AVX512_CORE", "avx512"), ("AVX512_CORE_BF16", "avx512"), ("AVX10_1_512", "avx512"),
+    ("AVX512_CORE_AMX", "amx"), ("SSE41", "other"), ("AVX", "other"),
+])
+def test_onednn_isa_cap_names_the_class_it_allows(value, expected):
+    assert conv_choice.onednn_isa_cap(value) == expected
+
+
+@pytest.mark.parametrize(("cap", "hardware", "expected"), [
+    ("AVX2", {"avx2", "avx512f", "amx_tile"}, "avx2"),  # capped below the CPU
+    ("AVX512_CORE", {"avx2", "avx512f", "amx_tile"}, "avx512"),
+    ("AVX512_CORE_AMX", {"avx2"}, "avx2"),  # a cap above the CPU changes nothing
+    ("", {"avx2", "avx512f"}, "avx512"),
+])
+def test_isa_class_of_this_machine_is_lowered_to_the_onednn_cap(monkeypatch, cap, hardware,
+                                                                 expected):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    monkeypatch.setattr(conv_choice, "cpu_flags", lambda: hardware)
+    assert conv_choice.isa_class() == expected
+    # flags passed in are classified as they are: the cap speaks of this machine only
+    assert conv_choice.isa_class({"avx2", "avx512f"}) == "avx512"
+
+
 def test_cache_key_includes_isa_class_tf_version_dtype_size_and_depth(monkeypatch):
     monkeypatch.setattr(conv_choice, "isa_class", lambda: "avx2")
     key = conv_choice.cache_key("float32", 256, "block5_conv1", tf_version="2.21.0")
