@@ -51,3 +51,23 @@ def block3_avg():
 
     return FeatureExtractor(content_layers=(), style_layers=("block3_conv1",), weights="random",
                             pooling="avg", seed=0)
+
+
+@pytest.fixture(scope="session")
+def bfloat16_convolutions():
+    """Skip unless TensorFlow can run a bfloat16 convolution on this machine.
+
+    TensorFlow sends bfloat16 convolutions to oneDNN when the CPU reports AVX-512; with
+    oneDNN capped below that (``ONEDNN_MAX_CPU_ISA=AVX2``, ``make test-avx2``) oneDNN has
+    no bfloat16 kernel and the op fails. A real AVX2 CPU is not affected: TensorFlow then
+    keeps the op on its own (Eigen) kernels.
+    """
+    import tensorflow as tf
+
+    try:
+        tf.nn.conv2d(tf.zeros((1, 4, 4, 3), tf.bfloat16), tf.zeros((3, 3, 3, 4), tf.bfloat16),
+                     strides=1, padding="SAME")
+    except tf.errors.OpError as err:
+        pytest.skip("no bfloat16 convolution on this machine (ONEDNN_MAX_CPU_ISA="
+                    f"{os.environ.get('ONEDNN_MAX_CPU_ISA', '')!r}): "
+                    f"{str(err).strip().splitlines()[0][:120]}")

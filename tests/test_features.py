@@ -136,7 +136,15 @@ def test_average_pooling_is_a_numpy_2x2_mean_and_differs_from_max(block3_avg):
 # ----------------------------------------------------------------------------- performance options
 
 
-def test_bfloat16_features_are_close_to_float32():
+#: Bound on the relative error of bfloat16 features and Grams (random VGG19, 48 px,
+#: default layers). Measured (2026-12-06, TF 2.21): 0.0028-0.0066 (features) and
+#: 0.0018-0.0052 (Grams) on AMD EPYC Zen 4 with AVX512-BF16, the same with oneDNN off;
+#: up to 0.035 on AMD EPYC Zen 3 (AVX2 only, bfloat16 emulated; issue #22). 0.06 leaves
+#: 1.7x the worst measurement, still 10x below what a float16 overflow or a wrong cast gives.
+BFLOAT16_RELATIVE_ERROR = 0.06
+
+
+def test_bfloat16_features_are_close_to_float32(bfloat16_convolutions):
     import nstlib
 
     image = nstlib.load_sample("astronaut", max_size=48)
@@ -145,9 +153,9 @@ def test_bfloat16_features_are_close_to_float32():
     for a, b in zip(f32.style + f32.content, bf16.style + bf16.content, strict=True):
         assert b.dtype == a.dtype  # returned as float32
         a, b = a.numpy(), b.numpy()
-        assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.03
+        assert 0 < np.linalg.norm(a - b) / np.linalg.norm(a) < BFLOAT16_RELATIVE_ERROR
         ga, gb = nstlib.gram_matrix(a).numpy(), nstlib.gram_matrix(b).numpy()
-        assert np.linalg.norm(ga - gb) / np.linalg.norm(ga) < 0.03
+        assert np.linalg.norm(ga - gb) / np.linalg.norm(ga) < BFLOAT16_RELATIVE_ERROR
 
 def test_compute_dtype_is_validated():
     import nstlib

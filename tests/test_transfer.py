@@ -247,7 +247,7 @@ def test_save_refuses_to_overwrite_an_input(tmp_path, small_result):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png"]  # no JSON either
 
 
-def test_bfloat16_cosine_run_is_recorded_and_lowers_the_loss():
+def test_bfloat16_cosine_run_is_recorded_and_lowers_the_loss(bfloat16_convolutions):
     result = nstlib.stylize(_content(), _style(), size=32, steps=15, compute_dtype="bfloat16",
                             schedule="cosine", **FAST)
     assert result.config["compute_dtype"] == "bfloat16"
@@ -264,14 +264,23 @@ def test_bfloat16_cosine_run_is_recorded_and_lowers_the_loss():
 # ----------------------------------------------------------------------------- redesign
 
 
-def _cpu_class() -> str:
-    """"amx", "avx512", "avx2" or "other": float results are bit-equal within one class."""
-    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo")
-                  if line.startswith("flags")), [])
-    for name, flag in (("amx", "amx_tile"), ("avx512", "avx512f"), ("avx2", "avx2")):
-        if flag in flags:
-            return name
-    return "other"
+def _machine_key() -> dict:
+    """What bit-equality of float results depends on: the ISA class oneDNN uses, whether
+    it was capped (a capped AVX-512 CPU and a real AVX2 one round differently: 12 and 24
+    levels of 8-bit difference from the AVX-512 image) and TensorFlow's version."""
+    from nstlib import conv_choice
+
+    return {"isa": conv_choice.isa_class(), "onednn_cap": conv_choice.onednn_isa_cap(),
+            "tensorflow": tf.__version__}
+
+
+#: Tolerances against the stored run where no digest was recorded for this machine class.
+#: Measured 2026-12-06 (AMD EPYC Zen 4, TF 2.21) with oneDNN capped at AVX2 against the
+#: AVX-512 run: every step's total within 0.06 %, the 8-bit images 0.94 levels apart on
+#: average (99th percentile 5, largest 12); a Zen 3 AVX2 CPU reached 24 levels at most
+#: (issue #22). Single pixels diverge (Adam amplifies rounding), the trajectory does not.
+TRAJECTORY_RTOL = 0.01
+MEAN_8BIT_LEVELS = 4.0
 
 
 def test_previous_defaults_give_the_bytes_of_the_code_before_the_redesign(
@@ -279,16 +288,16 @@ def test_previous_defaults_give_the_bytes_of_the_code_before_the_redesign(
     """stylize at 64 px, 20 steps, random weights, against tests/data/pre_redesign, with
     the defaults of that code (ImageNet recipe, constant Adam at 0.02) given explicitly.
 
-    Bit-for-bit where a digest was recorded on this class of CPU with this TensorFlow;
-    elsewhere (other kernels round differently) the saved 8-bit image within 2 levels.
-    The digest was made when "auto" meant the transposed convolution on every CPU; now
-    "auto" measures and may pick either form (same numbers, other rounding), so the run
-    pins ``conv_impl="transposed"``.
+    Bit-for-bit where a digest was recorded for this machine class (``_machine_key``);
+    elsewhere other kernels round differently, so the loss trajectory and the picture are
+    compared within measured tolerances. The digest was made when "auto" meant the
+    transposed convolution on every CPU; now "auto" measures and may pick either form
+    (same numbers, other rounding), so the run pins ``conv_impl="transposed"``.
     """
     import hashlib
 
     folder = config.REPO_ROOT / "tests" / "data" / "pre_redesign"
-    recorded = json.loads((folder / "stylize_digest.json").read_text())["digests"]
+    stored = json.loads((folder / "stylize_digest.json").read_text())
     from nstlib.settings import RECIPES
 
     # the defaults before the random recipe and the cosine schedule, written out
@@ -296,14 +305,20 @@ def test_previous_defaults_give_the_bytes_of_the_code_before_the_redesign(
                             conv_impl="transposed", progress=False, schedule="constant",
                             **RECIPES["imagenet"])
     image = np.asarray(result.image, np.float32)
-    same_machine = [d for d in recorded
-                    if (d["isa"], d["tensorflow"]) == (_cpu_class(), tf.__version__)]
-    if same_machine:
-        assert hashlib.sha256(image.tobytes()).hexdigest() == same_machine[0]["sha256_float32"]
+    key = _machine_key()
+    same_class = [d for d in stored["digests"]
+                  if all(d.get(name) == value for name, value in key.items())]
+    if same_class:
+        assert hashlib.sha256(image.tobytes()).hexdigest() == same_class[0]["sha256_float32"]
+    np.testing.assert_allclose(result.history["total"], stored["trajectory_total"],
+                               rtol=TRAJECTORY_RTOL)
     before = np.asarray(Image.open(folder / "stylize_64px_20steps.png"), np.int16)
     after = to_uint8(image[0]).astype(np.int16)
     assert before.shape == after.shape == (43, 64, 3)
-    assert np.abs(before - after).max() <= (0 if same_machine else 2)
+    difference = np.abs(before - after)
+    if same_class and same_class[0] is stored["digests"][0]:  # the PNG is that run's
+        assert difference.max() == 0
+    assert difference.mean() <= MEAN_8BIT_LEVELS, (difference.mean(), difference.max(), key)
 
 
 def test_config_object_and_flat_overrides_give_the_same_run():
