@@ -205,7 +205,8 @@ def test_real_process_prints_one_line_and_no_traceback(tmp_path):
     assert not out.exists()
 
 
-def test_precision_and_schedule_reach_the_record(pair, tmp_path, capsys):
+def test_precision_and_schedule_reach_the_record(pair, tmp_path, capsys,
+                                                bfloat16_convolutions):
     content, style = pair
     out = tmp_path / "fast.png"
     code, _, _ = run(["stylize", content, style, "-o", out, *FAST, "--precision", "bfloat16",
@@ -317,6 +318,35 @@ def test_sigterm_during_demo_writes_the_current_image_and_exits_143(tmp_path):
     assert not (out_dir / "astronaut_mosaic.png").exists()  # the demo stopped there
 
 
+#: A child that runs ``nst`` (argv[1:]) and holds still when TensorFlow's import begins:
+#: it writes one byte to fd ``READY`` and blocks reading fd ``HOLD`` (never written), so a
+#: signal sent after the byte arrives always lands while TensorFlow is being imported.
+_GATED_TF_IMPORT = """
+import os, sys
+READY, HOLD = int(os.environ["NST_TEST_READY_FD"]), int(os.environ["NST_TEST_HOLD_FD"])
+
+class Gate:
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow":
+            sys.meta_path.remove(self)
+            os.write(READY, b"1")
+            os.read(HOLD, 1)  # the signal's handler raises here
+        return None
+
+sys.meta_path.insert(0, Gate())
+from nstlib.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _default_signal_dispositions() -> None:
+    """In the child: SIGINT and SIGTERM as a terminal gives them, whatever this runner
+    inherited (a background job of a non-interactive shell starts with SIGINT ignored,
+    and Python keeps an ignored SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig, code, message", [
     (signal.SIGINT, cli.EXIT_INTERRUPTED, "nst: interrupted"),
     (signal.SIGTERM, cli.EXIT_TERMINATED, "nst: terminated (SIGTERM)"),
@@ -324,26 +354,46 @@ def test_sigterm_during_demo_writes_the_current_image_and_exits_143(tmp_path):
 def test_signal_while_tensorflow_loads_is_one_line(sig, code, message, pair, tmp_path):
     content, style = pair
     out = tmp_path / "o.png"
-    proc = subprocess.Popen(_cli("stylize", content, style, "-o", out, *FAST),
+    ready_read, ready_write = os.pipe()
+    hold_read, hold_write = os.pipe()
+    env = {**os.environ, "NST_TEST_READY_FD": str(ready_write),
+           "NST_TEST_HOLD_FD": str(hold_read)}
+    argv = ["stylize", content, style, "-o", out, *FAST]
+    proc = subprocess.Popen([sys.executable, "-c", _GATED_TF_IMPORT, *map(str, argv)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path)
-    maps = Path(f"/proc/{proc.pid}/maps")
-    if not maps.exists():
-        proc.kill()
-        pytest.skip("needs /proc to see when TensorFlow starts loading")
+                            cwd=tmp_path, env=env, pass_fds=(ready_write, hold_read),
+                            preexec_fn=_default_signal_dispositions)
+    os.close(ready_write)
+    os.close(hold_read)
     try:
-        # TensorFlow's first shared library is mapped ~0.3 s in; its import takes seconds more.
-        deadline = time.monotonic() + 60
-        while "tensorflow" not in maps.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.005)
+        assert os.read(ready_read, 1) == b"1", proc.communicate()  # "" if it exited early
         proc.send_signal(sig)
         out_text, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == code
+        os.close(ready_read)
+        os.close(hold_write)
+    assert proc.returncode == code, err
     assert err == message + "\n" and out_text == ""
     assert not out.exists()
+
+
+def test_a_run_started_with_sigint_ignored_keeps_it_ignored(pair, tmp_path):
+    """POSIX: a program started with SIGINT ignored (``nohup``, a background job of a
+    script) must leave it ignored, so a Ctrl-C meant for the foreground job does not
+    stop it. ``nst`` installs no SIGINT handler of its own, so it keeps that rule."""
+    content, style = pair
+    script = ("import signal, sys\n"
+              "from nstlib import cli\n"
+              "code = cli.main(sys.argv[1:])\n"
+              "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n"
+              "sys.exit(code)\n")
+    proc = subprocess.run([sys.executable, "-c", script, "stylize", str(content), str(style),
+                           "-o", str(tmp_path / "o.png"), *FAST], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "True"
 
 
 def test_usage_and_setting_errors_are_answered_without_importing_tensorflow(tmp_path):
