@@ -6,7 +6,12 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 NOTEBOOKS = $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: install demo test unit nbval notebooks bench figure lint clean
+.PHONY: install demo test test-avx2 unit nbval notebooks bench figure lint clean
+
+# Two pytest workers (pytest-xdist): the machines this is written for have 2 cores. loadfile
+# keeps one test file or notebook on one worker, so nbval runs a notebook's cells in order.
+TEST_WORKERS ?= 2
+PYTEST = $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 install: $(STAMP)
 
@@ -22,13 +27,18 @@ demo: install
 
 ## make test: lint, unit tests and every notebook under nbval in quick mode
 test: install lint
-	NST_QUICK=1 $(BIN)/python -m pytest -q tests $(if $(NOTEBOOKS),--nbval-lax --nbval-current-env $(NOTEBOOKS))
+	NST_QUICK=1 $(PYTEST) tests $(if $(NOTEBOOKS),--nbval-lax --nbval-current-env $(NOTEBOOKS))
+
+## make test-avx2: the same suite with oneDNN capped at AVX2, i.e. the kernels an AVX2-only laptop
+## CPU gets (oneDNN reads ONEDNN_MAX_CPU_ISA), on any x86 machine
+test-avx2:
+	ONEDNN_MAX_CPU_ISA=AVX2 $(MAKE) test
 
 unit: install
-	$(BIN)/python -m pytest -q tests
+	$(PYTEST) tests
 
 nbval: install
-	NST_QUICK=1 $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env $(NOTEBOOKS)
+	NST_QUICK=1 $(PYTEST) --nbval-lax --nbval-current-env $(NOTEBOOKS)
 
 ## make notebooks: re-execute every notebook in full mode, in place (the outputs readers see),
 ## then store large figures as JPEG (tools/compact_notebook_figures.py). TF_CPP_MIN_LOG_LEVEL=3
