@@ -95,7 +95,7 @@ _SUBMODULES = ("ablation", "cli", "colors", "config", "features", "images", "los
                "optimize", "patterns", "plotting", "pyramids", "receptive_fields",
                "conv_choice", "reproducibility", "resources",
                "settings", "statistics", "toy", "transfer", "update_rules", "vgg_layers",
-               "vgg_weights", "wct")
+               "vgg_weights", "wct", "weight_sources")
 
 # ``nstlib.wct`` is the module since it exists (the transform itself is ``nstlib.wct.wct``):
 # a package attribute cannot be both, and importing the submodule would rebind it anyway.

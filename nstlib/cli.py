@@ -298,11 +298,12 @@ def check_image_sizes(config, content_shape, style_shape) -> None:
         config: The run's ``StylizeConfig``.
         content_shape, style_shape: (1, H, W, 3) of the loaded images.
     """
-    from nstlib.vgg_layers import LAYER_NAMES, deepest_layer
+    from nstlib.vgg_layers import deepest_layer, layers_up_to
 
-    loss = config.planned().loss
-    layer = deepest_layer(loss.content_layers + loss.style_layers)
-    pools = sum(name.endswith("_pool") for name in LAYER_NAMES[:LAYER_NAMES.index(layer)])
+    planned = config.planned()
+    loss, network = planned.loss, planned.network.architecture
+    layer = deepest_layer(loss.content_layers + loss.style_layers, network)
+    pools = sum(name.endswith("_pool") for name in layers_up_to(layer, network)[:-1])
     for stage in config.stages():
         for what, shape, side in (("content", content_shape, stage.size),
                                   ("style", style_shape, stage.style_size)):

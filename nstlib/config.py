@@ -40,6 +40,8 @@ DATA_DIR: Path = Path(os.environ.get("NSTLIB_DATA", REPO_ROOT / "data"))
 
 #: Environment variable naming a local VGG19 notop ``.h5`` file (ImageNet weights).
 WEIGHTS_ENV_VAR = "NSTLIB_VGG19_WEIGHTS"
+#: Environment variable naming a local VGG16 notop ``.h5`` file (ImageNet weights).
+VGG16_WEIGHTS_ENV_VAR = "NSTLIB_VGG16_WEIGHTS"
 
 
 def quick(quick_value, full_value):

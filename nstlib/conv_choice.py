@@ -161,11 +161,16 @@ def cache_path() -> Path:
 
 
 def cache_key(compute_dtype: str, bucket: int, last_layer: str,
-              tf_version: str | None = None) -> str:
-    """What a decision depends on, as one string (a key of the cache's "entries")."""
+              tf_version: str | None = None, network: str = "vgg19") -> str:
+    """What a decision depends on, as one string (a key of the cache's "entries").
+
+    The depth is the last layer, prefixed by the network unless it is VGG19 (so keys
+    written before VGG16 existed stay valid).
+    """
     tf_version = tf_version or _tf_version()
+    depth = last_layer if network == "vgg19" else f"{network} {last_layer}"
     return (f"{cpu_model()} | {usable_cores()} cores | {isa_class()} | tf {tf_version} | "
-            f"{compute_dtype} | {bucket} px | {last_layer}")
+            f"{compute_dtype} | {bucket} px | {depth}")
 
 
 def _valid_entry(entry) -> bool:
@@ -272,7 +277,8 @@ def _store(path: Path, entries: dict) -> str | None:
 
 
 def measured_choice(compute_dtype: str, last_layer: str, image_size: int | None,
-                    make_steps: Callable[[str, int, str], Mapping[str, Callable]]) -> ConvChoice:
+                    make_steps: Callable[[str, int, str], Mapping[str, Callable]],
+                    network: str = "vgg19") -> ConvChoice:
     """The faster form for this machine and run: remembered, cached, or measured now.
 
     Args:
@@ -281,9 +287,10 @@ def measured_choice(compute_dtype: str, last_layer: str, image_size: int | None,
         image_size: The run's longer side in px (None: ``DEFAULT_SIZE``).
         make_steps: ``(last_layer, size, compute_dtype) -> {form: step}``, each step one
             forward pass of the network in that form on a (1, size, size, 3) image.
+        network: "vgg19" or "vgg16" (part of the cache key; ``make_steps`` builds it).
     """
     bucket = size_bucket(image_size)
-    key = cache_key(compute_dtype, bucket, last_layer)
+    key = cache_key(compute_dtype, bucket, last_layer, network=network)
     if key in _MEMO:
         return _MEMO[key]
     path = cache_path()
@@ -302,7 +309,8 @@ def measured_choice(compute_dtype: str, last_layer: str, image_size: int | None,
 
 
 def choose(conv_impl: str, compute_dtype: str, last_layer: str, image_size: int | None,
-           make_steps: Callable[[str, int, str], Mapping[str, Callable]]) -> ConvChoice:
+           make_steps: Callable[[str, int, str], Mapping[str, Callable]],
+           network: str = "vgg19") -> ConvChoice:
     """Resolve ``conv_impl``: explicit forms as given, "auto" forced, GPU or measured.
 
     Raises:
@@ -317,7 +325,7 @@ def choose(conv_impl: str, compute_dtype: str, last_layer: str, image_size: int 
         return ConvChoice(forced, f"forced by {ENV_VAR}={forced}")
     if _gpu_visible():
         return ConvChoice("standard", "GPU visible: plain Conv2D (cuDNN), not measured")
-    return measured_choice(compute_dtype, last_layer, image_size, make_steps)
+    return measured_choice(compute_dtype, last_layer, image_size, make_steps, network)
 
 
 def _gpu_visible() -> bool:

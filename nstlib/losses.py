@@ -192,8 +192,8 @@ def check_pyramid_size(extractor: FeatureExtractor, shape, levels: int,
     """
     if not extractor.style_layers:
         return
-    layer = deepest_layer(extractor.style_layers)
-    stride = receptive_field(layer)[1]
+    layer = deepest_layer(extractor.style_layers, extractor.network)
+    stride = receptive_field(layer, extractor.network)[1]
     side = min(int(shape[1]), int(shape[2]))
     for _ in range(int(levels) - 1):
         side = (side + 1) // 2

@@ -12,21 +12,21 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from nstlib.features import LAYER_NAMES, FeatureExtractor, validate_layers
+from nstlib.features import DEFAULT_NETWORK, FeatureExtractor, layers_up_to
 
 
-def receptive_field(layer: str) -> tuple[int, int]:
+def receptive_field(layer: str, network: str = DEFAULT_NETWORK) -> tuple[int, int]:
     """Receptive field size and stride (pixels) of one unit of ``layer`` in the input.
 
     Each 3x3 convolution (stride 1) widens the field by 2 * the current stride; each
     2x2 pooling (stride 2) widens it by the current stride and doubles the stride.
 
     Returns:
-        (size, stride): e.g. ``receptive_field("block1_conv2") == (5, 1)``.
+        (size, stride): e.g. ``receptive_field("block1_conv2") == (5, 1)``; VGG16's
+        layers after block3 see less than VGG19's (fewer convolutions).
     """
-    validate_layers(layer)
     size, stride = 1, 1
-    for name in LAYER_NAMES[: LAYER_NAMES.index(layer) + 1]:
+    for name in layers_up_to(layer, network):
         if "_conv" in name:
             size += 2 * stride
         else:
@@ -90,7 +90,7 @@ def measure_receptive_field(extractor: FeatureExtractor, layer: str, size: int |
             small to hold the field.
     """
     _check_built(extractor, layer)
-    size = default_measurement_size(layer) if size is None else int(size)
+    size = default_measurement_size(layer, extractor.network) if size is None else int(size)
     image = tf.random.stateless_uniform((1, size, size, 3), seed=[seed, 2], dtype=tf.float32)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(image)
@@ -108,14 +108,14 @@ def measure_receptive_field(extractor: FeatureExtractor, layer: str, size: int |
     return last - first + 1, first - left_first
 
 
-def default_measurement_size(layer: str) -> int:
+def default_measurement_size(layer: str, network: str = DEFAULT_NETWORK) -> int:
     """Smallest multiple of 32 px whose centre unit and left neighbour fit with a margin.
 
     With "same" 3x3 convolutions and 2x2 pools, unit i of a layer with stride s is
     centred on input pixel i·s + (s − 1)/2 and spans ± (R − 1)/2 around it (R the field
     size of ``receptive_field``).
     """
-    field, stride = receptive_field(layer)
+    field, stride = receptive_field(layer, network)
     size = 32
     while True:
         col = (size // stride) // 2
@@ -127,8 +127,8 @@ def default_measurement_size(layer: str) -> int:
 
 
 def _check_built(extractor: FeatureExtractor, layer: str) -> None:
-    validate_layers(layer)
-    if LAYER_NAMES.index(layer) > LAYER_NAMES.index(extractor.last_layer):
+    if layer not in extractor.layers_built:
+        layers_up_to(layer, extractor.network)  # an unknown name: the usual error
         raise ValueError(f"the extractor stops at {extractor.last_layer}; build one that "
                          f"includes {layer}")
 

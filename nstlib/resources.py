@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 from nstlib.settings import StylizeConfig
-from nstlib.vgg_layers import LAYER_NAMES, deepest_layer, layer_channels
+from nstlib.vgg_layers import DEFAULT_NETWORK, deepest_layer, layer_channels, layers_up_to
 
 GIB = 2**30
 
@@ -87,18 +87,18 @@ class InsufficientMemoryError(ValueError):
 # ----------------------------------------------------------------------------- geometry
 
 
-def layer_shapes(height: int, width: int, last_layer: str) -> list[tuple[str, int, int, int]]:
-    """(name, h, w, channels) of every layer up to and including ``last_layer``.
+def layer_shapes(height: int, width: int, last_layer: str,
+                 network: str = DEFAULT_NETWORK) -> list[tuple[str, int, int, int]]:
+    """(name, h, w, channels) of every layer of ``network`` up to and including ``last_layer``.
 
     Pools are 2x2 with stride 2 and "valid" padding, so an odd side h becomes floor(h/2),
     as in Keras.
     """
-    stop = LAYER_NAMES.index(deepest_layer(last_layer))
     h, w, rows = int(height), int(width), []
-    for name in LAYER_NAMES[: stop + 1]:
+    for name in layers_up_to(last_layer, network):
         if "_pool" in name:
             h, w = h // 2, w // 2
-        rows.append((name, h, w, layer_channels(name)))
+        rows.append((name, h, w, layer_channels(name, network)))
     return rows
 
 
@@ -107,7 +107,8 @@ def conv_flops(height: int, width: int, c_in: int, c_out: int, kernel: int = 3) 
     return 2 * int(height) * int(width) * kernel * kernel * int(c_in) * int(c_out)
 
 
-def step_flops(height: int, width: int, content_layers, style_layers) -> dict:
+def step_flops(height: int, width: int, content_layers, style_layers,
+               network: str = DEFAULT_NETWORK) -> dict:
     """Convolution and Gram FLOPs of one optimisation step (forward + input gradient).
 
     Each 3x3 convolution up to the deepest loss layer counts 2·H·W·9·C_in·C_out forward
@@ -121,8 +122,8 @@ def step_flops(height: int, width: int, content_layers, style_layers) -> dict:
         "gram", "per_layer"} (FLOPs as integers; "per_layer" lists {"layer", "height",
         "width", "c_in", "c_out", "forward"} per convolution in network order).
     """
-    last = deepest_layer(tuple(content_layers) + tuple(style_layers))
-    shapes, rows, c_in = layer_shapes(height, width, last), [], 3
+    last = deepest_layer(tuple(content_layers) + tuple(style_layers), network)
+    shapes, rows, c_in = layer_shapes(height, width, last, network), [], 3
     for name, h, w, c in shapes:
         if "_conv" in name:
             rows.append({"layer": name, "height": h, "width": w, "c_in": c_in, "c_out": c,
@@ -161,15 +162,16 @@ def activation_bytes(config: StylizeConfig, hw) -> tuple[int, int]:
     A_net: every layer up to the deepest loss layer, in the compute precision, summed
     over the pyramid levels the style loss sees. A_loss: the loss layers at float32.
     """
-    loss = config.planned().loss
+    planned = config.planned()
+    loss, network = planned.loss, planned.network.architecture
     layers = tuple(loss.content_layers) + tuple(loss.style_layers)
     if not layers:
         raise ValueError("at least one content or style layer is needed")
-    last, wanted = deepest_layer(layers), set(layers)
+    last, wanted = deepest_layer(layers, network), set(layers)
     dtype_bytes = 2 if config.network.compute_dtype == "bfloat16" else 4
     net = loss_bytes = 0
     for level, (h, w) in enumerate(pyramid_hws(hw, loss.pyramid_levels)):
-        for name, lh, lw, c in layer_shapes(h, w, last):
+        for name, lh, lw, c in layer_shapes(h, w, last, network):
             net += lh * lw * c * dtype_bytes
             if level == 0 and name in wanted:
                 loss_bytes += lh * lw * c * 4
@@ -225,10 +227,12 @@ def step_flop_count(config: StylizeConfig, content_hw, size: int | None = None) 
     ``size`` (default: the largest scale), summed over the pyramid levels the style loss
     sees."""
     hw = resized_hw(content_hw, size or config.stages()[-1].size)
-    loss, flops = config.planned().loss, 0
+    planned, flops = config.planned(), 0
+    loss = planned.loss
     for level_hw in pyramid_hws(hw, loss.pyramid_levels):
         # coarser levels run the extractor (to its deepest layer) and the Grams again
-        counts = step_flops(*level_hw, loss.content_layers, loss.style_layers)
+        counts = step_flops(*level_hw, loss.content_layers, loss.style_layers,
+                            planned.network.architecture)
         flops += counts["conv_total"] + counts["gram"]
     return flops
 

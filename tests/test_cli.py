@@ -601,7 +601,7 @@ def test_weights_file_that_is_not_hdf5_is_one_line_exit_2(pair, tmp_path, capsys
     code, _, err = run(["stylize", content, style, "-o", tmp_path / "o.png", *FAST,
                         "--weights", notes], capsys)
     assert code == cli.EXIT_BAD_INPUT
-    assert_one_line_error(err, f"not a VGG19 weights file: {notes} (not an HDF5 file)")
+    assert_one_line_error(err, f"not a VGG weights file: {notes} (not an HDF5 file)")
     assert not (tmp_path / "o.png").exists()
 
 

