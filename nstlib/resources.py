@@ -34,8 +34,9 @@ import os
 import sys
 from pathlib import Path
 
-from nstlib.settings import StylizeConfig
+from nstlib.settings import StylizeConfig, recipe_for
 from nstlib.vgg_layers import DEFAULT_NETWORK, deepest_layer, layer_channels, layers_up_to
+from nstlib.weight_sources import likely_source
 
 GIB = 2**30
 
@@ -452,7 +453,24 @@ def describe(config: StylizeConfig, content_hw, style_hw, available: int | None)
         f"{format_seconds(run)}",
         f"(time estimated from the step rate measured on {CALIBRATION_MACHINE}, scaled to "
         f"{usable_cores()} cores here)",
+        describe_plan(config),
     ]
+
+
+def describe_plan(config: StylizeConfig) -> str:
+    """One line: the network, weights and recipe settings a run is planned with.
+
+    For ``weights="auto"`` this is the source ``weight_sources.likely_source`` expects;
+    the run itself says in one line what it found.
+    """
+    planned = config.planned()
+    network, loss = planned.network, planned.loss
+    source, _ = likely_source(network.weights, network.architecture)
+    expected = " (expected)" if network.weights == "auto" else ""
+    return (f"network: {network.architecture.upper()}, weights {source}{expected}, recipe "
+            f"{recipe_for(source)}: {network.pooling} pooling, content "
+            f"{','.join(loss.content_layers)}, style {','.join(loss.style_layers)}, "
+            f"α {loss.content_weight:g}, β {loss.style_weight:g}, γ {loss.tv_weight:g}")
 
 
 def format_seconds(seconds: float) -> str:

@@ -789,6 +789,13 @@ def test_dry_run_prints_memory_and_time_and_loads_no_tensorflow(tmp_path):
     assert lines[1].startswith(expected[1].split(" (")[0])  # the predicted peak
     assert lines[2] == expected[2] and "seconds per step (estimated)" in lines[2]
     assert "available: " in lines[1]
+    assert lines[-1] == expected[-1] and lines[-1].startswith("network: VGG")
+    hed = resources.describe_plan(StylizeConfig.from_flat(weights="hed-vgg16"))
+    assert hed.startswith("network: VGG16, weights hed-vgg16, recipe hed-vgg16: ")
+    random = resources.describe_plan(StylizeConfig.from_flat(weights="random"))
+    assert random == ("network: VGG19, weights random, recipe random: avg pooling, content "
+                      "block2_conv2, style block1_conv1,block2_conv1,block3_conv1, α 2, β 30, "
+                      "γ 3")
 
 
 def test_dry_run_of_a_run_that_cannot_fit_exits_2(tmp_path):
