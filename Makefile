@@ -42,8 +42,7 @@ nbval: install
 
 ## make notebooks: re-execute every notebook in full mode, in place (the outputs readers see),
 ## then store large figures as JPEG and drop stderr log lines (tools/compact_notebook_figures.py).
-## TF_CPP_MIN_LOG_LEVEL=3
-## keeps TensorFlow's start-up lines out of the stored outputs (importing nstlib does not set it).
+## TF_CPP_MIN_LOG_LEVEL=3 quiets TensorFlow's start-up lines (importing nstlib does not set it).
 notebooks: install
 	for nb in $(NOTEBOOKS); do \
 	  NST_QUICK=0 TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
