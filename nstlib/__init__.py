@@ -32,7 +32,9 @@ _EXPORTS = {
     "NetworkConfig": "settings",
     "NonFiniteLossError": "optimize",
     "OPTIMIZERS": "settings",
+    "OPTIMIZER_SPECS": "optimizer_specs",
     "OptimConfig": "settings",
+    "OptimizerSpec": "optimizer_specs",
     "QUICK": "config",
     "StyleTransferObjective": "losses",
     "StylizeConfig": "settings",
@@ -92,8 +94,8 @@ _EXPORTS = {
 
 #: Submodules reachable as attributes (``nstlib.images``) without an explicit import.
 _SUBMODULES = ("ablation", "cli", "colors", "config", "features", "images", "losses", "metrics",
-               "optimize", "patterns", "plotting", "pyramids", "receptive_fields",
-               "conv_choice", "reproducibility", "resources",
+               "optimize", "optimizer_specs", "patterns", "plotting", "pyramids",
+               "receptive_fields", "conv_choice", "reproducibility", "resources",
                "settings", "statistics", "toy", "transfer", "update_rules", "vgg_layers",
                "vgg_weights", "wct", "weight_sources")
 
