@@ -248,3 +248,18 @@ def test_without_the_record_lion_is_unknown_everywhere():
     with pytest.raises(ValueError, match="unknown update rule 'lion'"):
         update_rules.run_update_rule("lion", grad, X0, 1, learning_rate=0.1)
     assert "lion" not in optimizer_specs.OPTIMIZER_SPECS
+
+
+def test_minimize_looks_the_name_up_once(monkeypatch):
+    looked_up = []
+
+    def counting(name):
+        if not isinstance(name, OptimizerSpec):
+            looked_up.append(name)
+        return optimizer_spec(name)
+
+    monkeypatch.setattr(optimize, "optimizer_spec", counting)
+    for name in ("SGD", "adam", "lbfgs"):
+        optimize.minimize(lambda x: {"total": tf.reduce_sum((x - 0.25) ** 2)},
+                          tf.fill((1, 2, 3, 3), 0.5), steps=2, optimizer=name, progress=False)
+    assert looked_up == ["SGD", "adam", "lbfgs"]
