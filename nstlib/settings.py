@@ -205,7 +205,7 @@ class LossConfig(Options):
     pyramid_sigma: float = option(1.0, "blur of each pyramid step in pixels")
     gram_shrinkage: float | str | None = option(
         None, "shrink the style target Grams towards (tr A / N)·I: a λ in [0, 1] or "
-              "ledoit-wolf (default: none)")
+              "ledoit-wolf (default: none)", words=("ledoit-wolf",))
     style_blend: tuple[float, ...] | None = option(
         None, "weight per style image, comma-separated, normalised to sum to 1 (default: "
               "equal); without masks they blend the style Grams")
@@ -230,13 +230,11 @@ class LossConfig(Options):
         _check_weights(self.pyramid_level_weights, self.pyramid_levels,
                        "pyramid_level_weights", "pyramid levels")
         check_finite(self.pyramid_sigma, "pyramid_sigma", strict=True)
-        shrinkage = self.gram_shrinkage
-        if isinstance(shrinkage, str) and shrinkage.lower() != "ledoit-wolf":
+        shrinkage = self.gram_shrinkage  # any spelling of "ledoit-wolf" is that by now
+        if isinstance(shrinkage, str) and shrinkage != "ledoit-wolf":
             raise ConfigError(f"gram_shrinkage must be a number in [0, 1] or 'ledoit-wolf', "
                               f"got {shrinkage!r}")
-        if isinstance(shrinkage, str):
-            object.__setattr__(self, "gram_shrinkage", "ledoit-wolf")
-        else:
+        if not isinstance(shrinkage, str):
             check_finite(shrinkage, "gram_shrinkage", maximum=1.0)
         if self.style_blend is not None:
             _check_weights(self.style_blend, len(self.style_blend), "style_blend", "styles")
