@@ -1,7 +1,8 @@
 """nstlib: optimisation-based neural style transfer with TensorFlow/Keras.
 
 The public API is re-exported here; each name lives in the module that owns its concept
-(images -> features -> statistics/losses -> optimize -> transfer, see GUIDE.md §3).
+(images -> features -> statistics/losses -> optimize -> transfer, with ``settings`` below
+them all; README.md's module table says which module owns what).
 
 Importing the package has no side effects: it does not import TensorFlow, change
 environment variables or touch file descriptors. A public name (``nstlib.stylize``) or a

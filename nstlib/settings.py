@@ -99,7 +99,7 @@ def recipe_for(weights_source: str) -> str:
 class NetworkConfig(Options):
     """How the VGG feature network is built (the ``network`` section of a run).
 
-    The layers themselves belong to the loss (``losses.LossConfig``): they say what is
+    The layers themselves belong to the loss (``LossConfig``, below): they say what is
     compared, this says how the features are computed.
     """
 
