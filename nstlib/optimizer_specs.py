@@ -133,18 +133,14 @@ class OptimizerSpec:
         """The schedule of a run that does not name one."""
         return "cosine" if self.cosine_by_default else "constant"
 
-    @property
-    def max_learning_rate(self) -> float:
-        """The largest learning rate that is not absurd (``RATE_KINDS``)."""
-        return RATE_KINDS[self.rate_kind][0]
-
-    def check_learning_rate(self, learning_rate: float | None, what: str = "learning_rate",
-                            *, error: type[Exception] = ValueError) -> None:
-        """``error`` with a one-line reason if ``learning_rate`` exceeds the limit."""
+    def check_learning_rate(self, learning_rate: float | None, *,
+                            error: type[Exception] = ValueError) -> None:
+        """``error`` with a one-line reason if ``learning_rate`` exceeds the limit of the
+        optimizer's ``rate_kind`` (``RATE_KINDS``)."""
         limit, why = RATE_KINDS[self.rate_kind]
         if learning_rate is not None and learning_rate > limit:
-            raise error(f"{what} {learning_rate:g} is absurd for {self.name} ({why}); the "
-                        f"limit is {limit:g}")
+            raise error(f"learning_rate {learning_rate:g} is absurd for {self.name} ({why}); "
+                        f"the limit is {limit:g}")
 
     def check_schedule(self, schedule: str, *, error: type[Exception] = ValueError) -> str:
         """``schedule`` if it is one of ``SCHEDULES`` and applies to this optimizer, else
