@@ -1,7 +1,8 @@
 """nstlib: optimisation-based neural style transfer with TensorFlow/Keras.
 
 The public API is re-exported here; each name lives in the module that owns its concept
-(images -> features -> statistics/losses -> optimize -> transfer, see GUIDE.md §3).
+(images -> features -> statistics/losses -> optimize -> transfer, with ``settings`` below
+them all; README.md's module table says which module owns what).
 
 Importing the package has no side effects: it does not import TensorFlow, change
 environment variables or touch file descriptors. A public name (``nstlib.stylize``) or a
@@ -32,7 +33,9 @@ _EXPORTS = {
     "NetworkConfig": "settings",
     "NonFiniteLossError": "optimize",
     "OPTIMIZERS": "settings",
+    "OPTIMIZER_SPECS": "optimizer_specs",
     "OptimConfig": "settings",
+    "OptimizerSpec": "optimizer_specs",
     "QUICK": "config",
     "StyleTransferObjective": "losses",
     "StylizeConfig": "settings",
@@ -92,8 +95,8 @@ _EXPORTS = {
 
 #: Submodules reachable as attributes (``nstlib.images``) without an explicit import.
 _SUBMODULES = ("ablation", "cli", "colors", "config", "features", "images", "losses", "metrics",
-               "optimize", "patterns", "plotting", "pyramids", "receptive_fields",
-               "conv_choice", "reproducibility", "resources",
+               "optimize", "optimizer_specs", "patterns", "plotting", "pyramids",
+               "receptive_fields", "conv_choice", "reproducibility", "resources",
                "settings", "statistics", "toy", "transfer", "update_rules", "vgg_layers",
                "vgg_weights", "wct", "weight_sources")
 

@@ -31,9 +31,15 @@ class ConfigError(ValueError):
     """A setting with a bad name or value; the message is one line naming the field."""
 
 
-def option(default, doc: str, *, choices: Sequence | None = None):
-    """A dataclass field with one-line help text (and the allowed values, if a fixed set)."""
-    return dataclasses.field(default=default, metadata={"doc": doc, "choices": choices})
+def option(default, doc: str, *, choices: Sequence | None = None, words: Sequence = ()):
+    """A dataclass field with one-line help text (and the allowed values, if a fixed set).
+
+    ``words`` are the texts a field that also takes numbers accepts ("ledoit-wolf"):
+    coercion turns any spelling of one (case-insensitive) into the one given here, and
+    leaves other texts for the class's ``validate`` to refuse with its own message.
+    """
+    return dataclasses.field(default=default,
+                             metadata={"doc": doc, "choices": choices, "words": tuple(words)})
 
 
 def _members(hint) -> tuple:
@@ -134,6 +140,7 @@ class FieldInfo:
         default: The default value.
         doc: One-line help text.
         choices: The allowed values when they are a fixed set, else None.
+        words: Texts the field accepts besides numbers, in their canonical spelling.
     """
 
     name: str
@@ -142,10 +149,15 @@ class FieldInfo:
     default: Any
     doc: str
     choices: tuple | None
+    words: tuple = ()
 
     def coerce(self, value):
-        """``value`` converted to this field's type (ConfigError if it cannot be)."""
-        return coerce(self.hint, value, self.name)
+        """``value`` converted to this field's type (ConfigError if it cannot be), with a
+        word of ``words`` in its canonical spelling."""
+        value = coerce(self.hint, value, self.name)
+        if isinstance(value, str):
+            return next((word for word in self.words if word == value.lower()), value)
+        return value
 
 
 def field_infos(cls, section: str | None = None) -> dict[str, FieldInfo]:
@@ -157,7 +169,8 @@ def field_infos(cls, section: str | None = None) -> dict[str, FieldInfo]:
             continue
         choices = f.metadata.get("choices")
         infos[f.name] = FieldInfo(f.name, section, hints[f.name], f.default, f.metadata["doc"],
-                                  None if choices is None else tuple(choices))
+                                  None if choices is None else tuple(choices),
+                                  f.metadata.get("words", ()))
     return infos
 
 

@@ -1,7 +1,11 @@
-"""Project-wide settings read once: quick mode and where the repository's data lives.
+"""Environment switches read once: quick mode, where the repository's data lives, and the
+names of the weights' environment variables.
 
 Everything that depends on the environment is read here and nowhere else, so a
-notebook, a test and the CLI agree on what "quick" means.
+notebook, a test and the CLI agree on what "quick" means. These are not a run's settings
+(``nstlib.settings.StylizeConfig``) nor a run's record (the ``config`` dict of a result):
+the module keeps its name because every notebook's first cell reads
+``from nstlib.config import QUICK``.
 """
 
 from __future__ import annotations

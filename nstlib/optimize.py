@@ -20,8 +20,13 @@ import scipy.optimize
 import tensorflow as tf
 
 from nstlib._checks import check_choice
+from nstlib.optimizer_specs import (
+    OPTIMIZER_SPECS,
+    SCHEDULES,
+    OptimizerSpec,
+    optimizer_spec,
+)
 from nstlib.resources import LBFGS_MEMORY
-from nstlib.settings import OPTIMIZERS, SCHEDULES
 
 with warnings.catch_warnings():
     # Without ipywidgets, tqdm.auto uses its text bar in notebooks (what we want) but warns
@@ -30,32 +35,14 @@ with warnings.catch_warnings():
     from tqdm.auto import tqdm
 
 
-#: Default learning rates for the default (normalised, mean-type) loss of ``stylize``.
-#: Adaptive methods (RMSprop, AdaGrad, Adam) take steps in pixel units, so their rates are
-#: fractions of the [0, 1] intensity range. Plain gradient steps (SGD, momentum, Nesterov)
-#: scale with the gradient, which for a mean-type loss shrinks as 1/(H·W): their rate is
-#: given per pixel and multiplied by H·W (see ``effective_learning_rate``). That product
-#: is only an upper bound: ``minimize`` halves it until the first step lowers the loss
-#: enough (``backtracked_learning_rate``), because the curvature of the normalised
-#: content and style terms does not follow 1/(H·W) (see that function).
-DEFAULT_LEARNING_RATES = {
-    "sgd": 0.002,
-    "momentum": 0.0005,
-    "nesterov": 0.0005,
-    "rmsprop": 0.005,
-    "adagrad": 0.05,
-    "adam": 0.02,
-    "lbfgs": None,
-}
-#: Default starting rates under the cosine schedule, where they differ from the constant
-#: ones: a decaying rate can start higher. Measured at 256 px (README Performance,
-#: benchmarks/time_to_quality.py): Adam from 0.1 decayed over 120 steps passes the loss of
-#: 300 constant steps at 0.02 in under 100 steps; 0.07 and 0.14 over 100 steps end higher
-#: than 0.1.
-COSINE_LEARNING_RATES = {"adam": 0.1}
-_PER_PIXEL = ("sgd", "momentum", "nesterov")
-#: Momentum coefficient β of "momentum" and "nesterov".
-MOMENTUM = 0.9
+#: The optimizer names and their default rates (constant, and under the cosine schedule
+#: where it differs), as read from their records (``nstlib.optimizer_specs``, which says
+#: why they are what they are); kept for notebook 04 and older code.
+OPTIMIZERS = tuple(OPTIMIZER_SPECS)
+DEFAULT_LEARNING_RATES = {name: spec.learning_rate for name, spec in OPTIMIZER_SPECS.items()}
+COSINE_LEARNING_RATES = {name: spec.cosine_learning_rate
+                         for name, spec in OPTIMIZER_SPECS.items()
+                         if spec.cosine_learning_rate is not None}
 #: Backtracking of the plain-gradient default rate: accept a rate when its first step
 #: achieves at least this fraction of the decrease predicted by the gradient (Armijo).
 ARMIJO_FRACTION = 0.5
@@ -148,37 +135,41 @@ class OptimizationResult:
     status: str
     learning_rate: float | None
 
-def effective_learning_rate(name: str, learning_rate: float | None,
+def effective_learning_rate(name: str | OptimizerSpec, learning_rate: float | None,
                             image_shape: Sequence[int],
                             schedule: str = "constant") -> float | None:
-    """The learning rate ``minimize`` uses for an optimizer name and image shape.
+    """The learning rate ``minimize`` uses for an optimizer and image shape.
 
-    An explicit ``learning_rate`` is used as given. Defaults come from
-    ``COSINE_LEARNING_RATES`` under the cosine schedule (the rate at step 0), else from
-    ``DEFAULT_LEARNING_RATES``; for SGD, momentum and Nesterov they are multiplied by
-    the number of pixels H·W (see the table's comment), and ``minimize`` then lowers
-    that rate where the first step would not lower the loss
+    An explicit ``learning_rate`` is used as given. The default is the optimizer's record's
+    (``OptimizerSpec.default_rate``: its cosine rate under the cosine schedule, the rate at
+    step 0, where it has one); a per-pixel default (``rate_kind`` "gradient": SGD,
+    momentum, Nesterov) is multiplied by the number of pixels H·W, and ``minimize`` then
+    lowers that rate where the first step would not lower the loss
     (``backtracked_learning_rate``).
+
+    Args:
+        name: An optimizer name (case-insensitive) or its ``OptimizerSpec``.
+        learning_rate: The rate asked for, or None for the default.
+        image_shape: (1, H, W, 3), the shape of the image optimised.
+        schedule: "constant" or "cosine".
+
+    Returns:
+        The rate at step 0, or None for an optimizer that takes none (L-BFGS).
     """
-    name = check_optimizer(name)
+    spec = optimizer_spec(name)
     if learning_rate is not None:
         if not learning_rate > 0:
             raise ValueError(f"learning rate must be positive, got {learning_rate}")
         return float(learning_rate)
-    default = DEFAULT_LEARNING_RATES[name]
-    if schedule == "cosine":
-        default = COSINE_LEARNING_RATES.get(name, default)
-    if name in _PER_PIXEL:
+    default = spec.default_rate(schedule)
+    if default is not None and spec.rate_kind == "gradient":
         return default * int(image_shape[1]) * int(image_shape[2])
     return default
 
 
 def check_optimizer(name: str) -> str:
     """Validate an optimizer name (case-insensitive) and return it in lower case."""
-    key = str(name).lower()
-    # the message shows the name as given: it is one of OPTIMIZERS exactly when key is
-    check_choice(key if key in OPTIMIZERS else name, OPTIMIZERS, "optimizer", unknown=True)
-    return key
+    return optimizer_spec(name).name
 
 
 def learning_rate_schedule(learning_rate: float, schedule: str, steps: int):
@@ -200,28 +191,22 @@ def learning_rate_schedule(learning_rate: float, schedule: str, steps: int):
                                                   alpha=COSINE_FINAL_FRACTION)
 
 
-def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
-    """A Keras optimizer by name.
+def make_optimizer(name: str | OptimizerSpec, learning_rate) -> keras.optimizers.Optimizer:
+    """A fresh Keras optimizer by name (built by its record's ``keras`` factory).
 
     "momentum" and "nesterov" use momentum 0.9; "adam" uses the Keras defaults
     (β1 = 0.9, β2 = 0.999); "adagrad" starts its accumulator near zero so that the
     first steps are not damped by Keras' default of 0.1 (our gradients are ~1e-5).
+
+    Args:
+        name: An optimizer name (case-insensitive) or its ``OptimizerSpec``.
+        learning_rate: A float or a ``keras.optimizers.schedules`` object.
     """
-    name = check_optimizer(name)
-    if name == "lbfgs":
-        raise ValueError("L-BFGS is not a Keras optimizer; minimize() runs it through SciPy")
-    factories = {
-        "sgd": lambda: keras.optimizers.SGD(learning_rate),
-        "momentum": lambda: keras.optimizers.SGD(learning_rate, momentum=MOMENTUM),
-        "nesterov": lambda: keras.optimizers.SGD(learning_rate, momentum=MOMENTUM,
-                                                 nesterov=True),
-        "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate, epsilon=1e-8),
-        "adagrad": lambda: keras.optimizers.Adagrad(learning_rate,
-                                                    initial_accumulator_value=1e-10,
-                                                    epsilon=1e-10),
-        "adam": lambda: keras.optimizers.Adam(learning_rate),
-    }
-    return factories[name]()
+    spec = optimizer_spec(name)
+    if spec.keras is None:
+        raise ValueError(f"{spec.title or spec.name} is not a Keras optimizer; minimize() "
+                         f"runs it through SciPy")
+    return spec.keras(learning_rate)
 
 
 def _is_finite(losses: dict) -> bool:
@@ -240,13 +225,15 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
             key (others are recorded too). It must be traceable by ``tf.function``.
         init: (1, H, W, 3) float32 starting image in [0, 1].
         steps: Number of updates (L-BFGS: iterations, each one or more evaluations).
-        optimizer: One of ``OPTIMIZERS``, or a fresh Keras optimizer instance used as
-            given (e.g. Adam with other β/ε, or a learning-rate schedule); then
-            ``learning_rate`` must be None and the result's ``learning_rate`` is None.
+        optimizer: A name of ``OPTIMIZER_SPECS`` (case-insensitive) or its record, or a
+            fresh Keras optimizer instance used as given (e.g. Adam with other β/ε, or a
+            learning-rate schedule); then ``learning_rate`` must be None and the result's
+            ``learning_rate`` is None.
         learning_rate: None for the default (``effective_learning_rate``; for SGD,
             momentum and Nesterov then ``backtracked_learning_rate``).
         schedule: "constant" or "cosine" (``learning_rate_schedule``), for the Keras
-            optimizers named by string ("cosine" with L-BFGS or an instance is refused).
+            optimizers named by string ("cosine" with L-BFGS or an instance is refused:
+            ``OptimizerSpec.check_schedule``).
         callbacks: Called as ``callback(step, image, losses)`` after each recorded row;
             returning True stops the run.
         progress: Show a tqdm progress bar.
@@ -268,14 +255,13 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
                              "and schedule='constant' (set the rate on the instance)")
         lr, keras_optimizer = None, optimizer
     else:
-        name = check_optimizer(optimizer)
-        if name == "lbfgs" and schedule != "constant":
-            raise ValueError(f"schedule {schedule!r} needs a Keras optimizer, not L-BFGS")
-        lr = effective_learning_rate(name, learning_rate, init.shape, schedule)
-        if learning_rate is None and name in _PER_PIXEL and int(steps) > 0:
-            lr = backtracked_learning_rate(loss_fn, init, lr, steady_state_gain(name))
-        keras_optimizer = None if name == "lbfgs" else make_optimizer(
-            name, learning_rate_schedule(lr, schedule, steps))
+        spec = optimizer_spec(optimizer)  # the one check of the name
+        spec.check_schedule(schedule)
+        lr = effective_learning_rate(spec, learning_rate, init.shape, schedule)
+        if learning_rate is None and spec.rate_kind == "gradient" and int(steps) > 0:
+            lr = backtracked_learning_rate(loss_fn, init, lr, spec.gain)
+        keras_optimizer = None if spec.keras is None else spec.keras(
+            learning_rate_schedule(lr, schedule, steps))
     bar = tqdm(total=int(steps), desc=description, disable=not progress, leave=False)
     try:
         with _quiet_retracing():
@@ -287,10 +273,11 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
         bar.close()
 
 
-def steady_state_gain(name: str) -> float:
+def steady_state_gain(name: str | OptimizerSpec) -> float:
     """How much longer than ``rate · g`` an optimizer's steps grow under a steady gradient:
-    1/(1 − β) for momentum and Nesterov (β = ``MOMENTUM``), 1 for plain SGD."""
-    return 1.0 / (1.0 - MOMENTUM) if name in ("momentum", "nesterov") else 1.0
+    1/(1 − β) for momentum and Nesterov (β = ``optimizer_specs.MOMENTUM``), 1 for plain SGD
+    (its record's ``gain``)."""
+    return optimizer_spec(name).gain
 
 
 def backtracked_learning_rate(loss_fn: LossFn, init: tf.Tensor, learning_rate: float,

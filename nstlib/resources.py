@@ -34,6 +34,7 @@ import os
 import sys
 from pathlib import Path
 
+from nstlib.optimizer_specs import optimizer_spec
 from nstlib.settings import StylizeConfig, recipe_for
 from nstlib.vgg_layers import DEFAULT_NETWORK, deepest_layer, layer_channels, layers_up_to
 from nstlib.weight_sources import likely_source
@@ -60,10 +61,6 @@ STEP_GFLOPS = {"float32": 306.6, "bfloat16": 534.2}
 CALIBRATION_MACHINE = "AMD EPYC (Zen 5), 2 cores, AVX-512 incl. AVX512-BF16, no AMX"
 CALIBRATION_CORES = 2
 
-#: Per-image-element float32 state of the Keras optimizers (Adam: first and second
-#: moments; RMSprop, AdaGrad: one accumulator; momentum: one velocity).
-OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "rmsprop": 1, "adagrad": 1,
-                   "adam": 2}
 #: float32 copies of the image every Keras step holds (variable, gradient, clipped copy,
 #: the image before the update).
 IMAGE_COPIES = 4
@@ -180,13 +177,15 @@ def activation_bytes(config: StylizeConfig, hw) -> tuple[int, int]:
 
 
 def optimizer_bytes(config: StylizeConfig, hw) -> int:
-    """Per-pixel optimizer state of an image of size ``hw`` (counted, not fitted)."""
+    """Per-pixel optimizer state of an image of size ``hw`` (counted, not fitted): the
+    optimizer's ``state_slots`` plus the loop's ``IMAGE_COPIES`` in float32 for a Keras
+    optimizer, SciPy's float64 vectors for L-BFGS (the one that is not)."""
     elements = 3 * int(hw[0]) * int(hw[1])
-    name = config.optim.optimizer
-    if name == "lbfgs":
+    spec = optimizer_spec(config.optim.optimizer)
+    if spec.keras is None:  # L-BFGS through SciPy
         vectors = 2 * LBFGS_MEMORY + LBFGS_SCIPY_EXTRA_VECTORS + LBFGS_OWN_VECTORS
         return vectors * elements * 8
-    return (OPTIMIZER_SLOTS[name] + IMAGE_COPIES) * elements * 4
+    return (spec.state_slots + IMAGE_COPIES) * elements * 4
 
 
 def predict_peak_bytes(config: StylizeConfig, content_hw, style_hw) -> int:

@@ -30,6 +30,7 @@ from nstlib._options import (
     jsonable,
     option,
 )
+from nstlib.optimizer_specs import OPTIMIZER_SPECS, SCHEDULES, optimizer_spec
 from nstlib.vgg_layers import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_STYLE_LAYERS,
@@ -49,24 +50,9 @@ CONTENT_REDUCTIONS = ("sum", "mean", "normalized")
 STYLE_FORMS = ("gatys", "normalized", "mse")
 TV_KINDS = ("l1", "isotropic", "squared")
 TV_REDUCTIONS = ("sum", "mean")
-#: Optimizers of ``optimize.minimize`` and the Keras learning-rate schedules: "constant",
-#: or "cosine" (half a cosine from the rate down to 5 % of it over the run's steps).
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "lbfgs")
-SCHEDULES = ("constant", "cosine")
-#: Optimizers that use the cosine schedule unless told otherwise (the measured fast
-#: default, README Performance); the others keep a constant rate.
-COSINE_BY_DEFAULT = ("adam",)
-#: Optimizers whose steps are in units of the [0, 1] intensity range (about the learning
-#: rate per pixel and step, whatever the gradient's scale).
-ADAPTIVE_OPTIMIZERS = ("rmsprop", "adagrad", "adam")
-#: Largest learning rate for them: a step of 10 crosses the whole intensity range ten times.
-MAX_ADAPTIVE_LEARNING_RATE = 10.0
-#: Largest learning rate for sgd, momentum and nesterov (and lbfgs, which ignores it).
-#: Their rate multiplies raw gradients, ~1e-5 per pixel for the default mean-type losses:
-#: the default rule gives 0.002·H·W (131 at 256 px, 2e5 at 10,000 px), and sum-type losses
-#: need smaller rates. 1e8 leaves a wide margin and still refuses values like 1e30, whose
-#: first step throws every pixel to 0 or 1.
-MAX_GRADIENT_LEARNING_RATE = 1e8
+#: Optimizers of ``optimize.minimize`` (one record each in ``nstlib.optimizer_specs``, which
+#: also holds the schedules, their defaults and the learning-rate limits), as a tuple.
+OPTIMIZERS = tuple(OPTIMIZER_SPECS)
 #: Largest loss weight (α, β, γ, per-layer and per-level weights). Only their ratios
 #: matter; far beyond this the weighted losses overflow float32 (3.4e38) at the first step.
 MAX_LOSS_WEIGHT = 1e12
@@ -113,7 +99,7 @@ def recipe_for(weights_source: str) -> str:
 class NetworkConfig(Options):
     """How the VGG feature network is built (the ``network`` section of a run).
 
-    The layers themselves belong to the loss (``losses.LossConfig``): they say what is
+    The layers themselves belong to the loss (``LossConfig``, below): they say what is
     compared, this says how the features are computed.
     """
 
@@ -157,37 +143,32 @@ class NetworkConfig(Options):
 class OptimConfig(Options):
     """How the pixels are optimised (the ``optim`` section of a run)."""
 
-    optimizer: str = option("adam", "optimizer", choices=OPTIMIZERS)
+    optimizer: str = option("adam", "optimizer", choices=OPTIMIZER_SPECS)
     learning_rate: float | None = option(
         None, "learning rate (default: the optimizer's own, see "
-              "nstlib.optimize.DEFAULT_LEARNING_RATES)")
+              "nstlib.optimizer_specs.OPTIMIZER_SPECS)")
     schedule: str | None = option(
         None, "learning-rate schedule: constant, or cosine decay to 5% over each scale's "
-              "steps (default: cosine for adam, constant for the others)", choices=SCHEDULES)
+              "steps (default: cosine for " + " and ".join(
+                  name for name, spec in OPTIMIZER_SPECS.items() if spec.cosine_by_default)
+              + ", constant for the others)", choices=SCHEDULES)
     steps: int | tuple[int, ...] = option(
         120, "optimisation steps (with scales: one number for every scale, or one per scale)")
 
     def schedule_used(self) -> str:
-        """The schedule of a run: as given, else cosine for ``COSINE_BY_DEFAULT``."""
+        """The schedule of a run: as given, else the optimizer's default."""
         if self.schedule is not None:
             return self.schedule
-        return "cosine" if self.optimizer in COSINE_BY_DEFAULT else "constant"
+        return optimizer_spec(self.optimizer).default_schedule
 
     def validate(self) -> None:
+        spec = optimizer_spec(self.optimizer)  # a known name: the field's choices
         check_finite(self.learning_rate, "learning_rate", strict=True)
-        adaptive = self.optimizer in ADAPTIVE_OPTIMIZERS
-        limit = MAX_ADAPTIVE_LEARNING_RATE if adaptive else MAX_GRADIENT_LEARNING_RATE
-        if self.learning_rate is not None and self.learning_rate > limit:
-            why = ("its steps are in [0, 1] intensity units" if adaptive else
-                   "which does not use it" if self.optimizer == "lbfgs" else
-                   "it multiplies gradients of about 1e-5 per pixel")
-            raise ConfigError(f"learning_rate {self.learning_rate:g} is absurd for "
-                              f"{self.optimizer} ({why}); the limit is {limit:g}")
+        spec.check_learning_rate(self.learning_rate, error=ConfigError)
         counts = self.steps if isinstance(self.steps, tuple) else (self.steps,)
         if not counts or min(counts) < 0:
             raise ConfigError(f"steps must be non-negative, got {self.steps}")
-        if self.optimizer == "lbfgs" and self.schedule_used() != "constant":
-            raise ConfigError(f"schedule {self.schedule!r} needs a Keras optimizer, not lbfgs")
+        spec.check_schedule(self.schedule_used(), error=ConfigError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,7 +205,7 @@ class LossConfig(Options):
     pyramid_sigma: float = option(1.0, "blur of each pyramid step in pixels")
     gram_shrinkage: float | str | None = option(
         None, "shrink the style target Grams towards (tr A / N)·I: a λ in [0, 1] or "
-              "ledoit-wolf (default: none)")
+              "ledoit-wolf (default: none)", words=("ledoit-wolf",))
     style_blend: tuple[float, ...] | None = option(
         None, "weight per style image, comma-separated, normalised to sum to 1 (default: "
               "equal); without masks they blend the style Grams")
@@ -249,13 +230,11 @@ class LossConfig(Options):
         _check_weights(self.pyramid_level_weights, self.pyramid_levels,
                        "pyramid_level_weights", "pyramid levels")
         check_finite(self.pyramid_sigma, "pyramid_sigma", strict=True)
-        shrinkage = self.gram_shrinkage
-        if isinstance(shrinkage, str) and shrinkage.lower() != "ledoit-wolf":
+        shrinkage = self.gram_shrinkage  # any spelling of "ledoit-wolf" is that by now
+        if isinstance(shrinkage, str) and shrinkage != "ledoit-wolf":
             raise ConfigError(f"gram_shrinkage must be a number in [0, 1] or 'ledoit-wolf', "
                               f"got {shrinkage!r}")
-        if isinstance(shrinkage, str):
-            object.__setattr__(self, "gram_shrinkage", "ledoit-wolf")
-        else:
+        if not isinstance(shrinkage, str):
             check_finite(shrinkage, "gram_shrinkage", maximum=1.0)
         if self.style_blend is not None:
             _check_weights(self.style_blend, len(self.style_blend), "style_blend", "styles")

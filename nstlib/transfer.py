@@ -1,11 +1,11 @@
-"""``stylize`` and ``StylizeConfig``: from two images and one configuration to a result.
+"""``stylize``: from two images and one ``StylizeConfig`` to a ``StylizeResult``.
 
-``StylizeConfig`` holds every setting of a run: its own (size, style size, scales, init,
-seed, determinism) and three sections owned by the modules that use them, ``network``
-(``features.NetworkConfig``), ``loss`` (``losses.LossConfig``) and ``optim``
-(``optimize.OptimConfig``). Each setting also has a flat name (its field name, unique
-across the sections): the ``stylize`` keyword, the ``nst stylize`` flag, the grid-file
-key and the key in every run record.
+The settings are ``nstlib.settings``' (``StylizeConfig`` with its ``network``, ``loss`` and
+``optim`` sections, each setting also by flat name). This module decides the weights of a
+run and fills in their recipe (``resolve_run``), builds the feature extractor, loads the
+images and masks, runs ``optimize.minimize`` at each coarse-to-fine stage
+(``StylizeConfig.stages``) and returns the image, the history and the run record
+(``run_record``: a plain dict, the ``config`` of the result, not a ``StylizeConfig``).
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ class StylizeResult:
     Attributes:
         image: (1, H, W, 3) float32 in [0, 1].
         history: Per-step total, content, style and tv losses and elapsed seconds.
-        config: The run record: every setting by flat name (``StylizeConfig.to_flat``),
-            the inputs, image sizes, resolved weights source, library and TensorFlow
-            versions, plus the outcome (status, learning rate used, wall seconds).
+        config: The run record, a plain dict (``run_record``; not a ``StylizeConfig``,
+            which ``StylizeConfig.from_record`` rebuilds from it): every setting by flat
+            name (``StylizeConfig.to_flat``), the inputs, image sizes, resolved weights
+            source, library and TensorFlow versions, plus the outcome (status, learning
+            rate used, wall seconds).
     """
 
     image: tf.Tensor
@@ -261,7 +263,7 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
     losses are those of the grey images; callbacks see colour images), "histogram"
     recolours the style images first.
 
-    With ``scales`` the run is coarse to fine (``pyramids.coarse_to_fine_schedule``): the
+    With ``scales`` the run is coarse to fine (``settings.coarse_to_fine_schedule``): the
     optimizer starts afresh at each scale, because its per-pixel state (Adam's moments,
     L-BFGS's curvature pairs) belongs to a pixel grid that upsampling replaces, and with
     the mean-type losses each pixel's gradient shrinks about 4x when the side doubles.

@@ -4,7 +4,9 @@ This module owns the update rules written out by hand in textbook notation (α l
 rate, ∇ gradient), for teaching and for checking what a Keras optimizer does; notebook 04
 (``04_optimizers.ipynb``) teaches them. Every rule has the signature
 ``rule(x, grad, state, learning_rate, **hyper)`` and returns ``(new_x, new_state)``
-without modifying its inputs; ``state`` starts as ``{}``. The optimisation loop that runs
+without modifying its inputs; ``state`` starts as ``{}``. Each optimizer's record in
+``nstlib.optimizer_specs`` names its rule and the settings that make the rule its Keras
+optimizer (``UPDATE_RULES`` lists them by optimizer name). The optimisation loop that runs
 Keras optimizers and L-BFGS on images is ``nstlib.optimize``.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from nstlib._checks import check_choice
+from nstlib.optimizer_specs import OPTIMIZER_SPECS
 
 
 def sgd_step(x: np.ndarray, grad: np.ndarray, state: dict,
@@ -166,15 +169,15 @@ def nesterov_step(x: np.ndarray, grad: np.ndarray, state: dict, learning_rate: f
     return momentum_step(x, grad, state, learning_rate, beta=beta, nesterov=True)
 
 
-#: Hand-written update rules by the names of ``OPTIMIZERS`` (all but L-BFGS).
-UPDATE_RULES: dict[str, Callable[..., tuple[np.ndarray, dict]]] = {
-    "sgd": sgd_step,
-    "momentum": momentum_step,
-    "nesterov": nesterov_step,
-    "rmsprop": rmsprop_step,
-    "adagrad": adagrad_step,
-    "adam": adam_step,
-}
+def _update_rules() -> dict[str, Callable[..., tuple[np.ndarray, dict]]]:
+    """The rule of every optimizer record that has one, by optimizer name."""
+    return {name: spec.rule() for name, spec in OPTIMIZER_SPECS.items()
+            if spec.update_rule is not None}
+
+
+#: Hand-written update rules by optimizer name (all but L-BFGS), as their records in
+#: ``nstlib.optimizer_specs`` name them.
+UPDATE_RULES: dict[str, Callable[..., tuple[np.ndarray, dict]]] = _update_rules()
 
 
 def run_update_rule(rule, grad_fn: Callable[[np.ndarray], np.ndarray], x0, steps: int,
@@ -182,7 +185,7 @@ def run_update_rule(rule, grad_fn: Callable[[np.ndarray], np.ndarray], x0, steps
     """Iterate an update rule from ``x0`` and return the whole trajectory.
 
     Args:
-        rule: A function of ``UPDATE_RULES`` or its name.
+        rule: A rule function, or an optimizer name of ``UPDATE_RULES`` ("adam").
         grad_fn: Maps parameters (shape of ``x0``) to the gradient (same shape).
         x0: Starting parameters, any shape; computed in float64.
         steps: Number of updates.
@@ -193,7 +196,8 @@ def run_update_rule(rule, grad_fn: Callable[[np.ndarray], np.ndarray], x0, steps
         (steps + 1, *x0.shape) float64: row k is the parameters after k updates.
     """
     if isinstance(rule, str):
-        rule = UPDATE_RULES[check_choice(rule, UPDATE_RULES, "update rule", unknown=True)]
+        rules = _update_rules()
+        rule = rules[check_choice(rule, rules, "update rule", unknown=True)]
     x = np.array(x0, dtype=np.float64)
     state: dict = {}
     trajectory = [x]

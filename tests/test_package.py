@@ -49,3 +49,30 @@ def test_moved_names_are_the_objects_of_their_new_modules():
     assert nstlib.WeightsUnavailableError is vgg_weights.WeightsUnavailableError
     assert nstlib.wct_stylize is wct.wct_stylize
     assert nstlib.wct is wct  # the module; the transform is nstlib.wct.wct
+
+
+#: Files the package names that the repository does not hold yet. The hed-vgg16 recipe file
+#: was measured on main and is not committed there yet: drop it here once it is.
+NOT_YET_COMMITTED = {"examples/hed_recipe.yaml"}
+
+
+def test_the_package_refers_only_to_files_in_the_repository():
+    """Every repository path (``folder/file.ext``), notebook and top-level Markdown file that
+    a docstring or comment of nstlib names exists (outputs such as results.md aside)."""
+    import re
+    from pathlib import Path
+
+    root = Path(nstlib.__file__).resolve().parent.parent
+    folders = {p.name for p in root.iterdir() if p.is_dir()}
+    named, missing = set(), set()
+    for source in (root / "nstlib").rglob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        for path in re.findall(r"(?<![\w/])([a-z_]+/[\w./-]+\.(?:py|md|yaml|ipynb|json))\b",
+                               text):
+            if path.split("/")[0] in folders:
+                named.add(path)
+        named.update(f"notebooks/{nb}" for nb in re.findall(r"\b(\d\d_\w+\.ipynb)\b", text))
+        named.update(re.findall(r"\b([A-Z]+\.md)\b", text))
+    missing = {path for path in named if not (root / path).exists()}
+    assert len(named) > 10 and "README.md" in named
+    assert missing <= NOT_YET_COMMITTED, sorted(missing - NOT_YET_COMMITTED)

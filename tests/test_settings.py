@@ -80,6 +80,23 @@ def test_from_flat_routes_names_to_their_section_and_round_trips():
                                     "pooling": "avg", "gram_shrinkage": 0.3, "steps": 40}
 
 
+def test_a_word_setting_is_normalised_by_coercion_and_validate_only_checks():
+    """Any spelling of "ledoit-wolf" becomes that one when the config is made, by every
+    path (keyword, flag text, replace); validate() changes nothing (it refuses a spelling
+    that did not go through coercion instead of rewriting the frozen config)."""
+    info = StylizeConfig.flat_fields()["gram_shrinkage"]
+    assert info.coerce("Ledoit-Wolf") == "ledoit-wolf" and info.coerce("0.5") == 0.5
+    assert info.coerce("lw") == "lw"  # left for validate's message
+    assert LossConfig(gram_shrinkage="LEDOIT-WOLF").gram_shrinkage == "ledoit-wolf"
+    replaced = StylizeConfig().replace(gram_shrinkage="Ledoit-wolf")
+    assert replaced.loss.gram_shrinkage == "ledoit-wolf"
+    raw = dataclasses.replace(LossConfig())
+    object.__setattr__(raw, "gram_shrinkage", "Ledoit-Wolf")  # as if coercion were skipped
+    with pytest.raises(ConfigError, match="'ledoit-wolf', got 'Ledoit-Wolf'"):
+        raw.validate()
+    assert raw.gram_shrinkage == "Ledoit-Wolf"
+
+
 def test_defaults_have_one_home():
     """The loss defaults stylize uses are LossConfig's and, for the settings that depend
     on the weights, the recipe's (α, β, γ = 1, 10, 1 with trained weights)."""
