@@ -51,11 +51,6 @@ def test_moved_names_are_the_objects_of_their_new_modules():
     assert nstlib.wct is wct  # the module; the transform is nstlib.wct.wct
 
 
-#: Files the package names that the repository does not hold yet. The hed-vgg16 recipe file
-#: was measured on main and is not committed there yet: drop it here once it is.
-NOT_YET_COMMITTED = {"examples/hed_recipe.yaml"}
-
-
 def test_the_package_refers_only_to_files_in_the_repository():
     """Every repository path (``folder/file.ext``), notebook and top-level Markdown file that
     a docstring or comment of nstlib names exists (outputs such as results.md aside)."""
@@ -75,4 +70,4 @@ def test_the_package_refers_only_to_files_in_the_repository():
         named.update(re.findall(r"\b([A-Z]+\.md)\b", text))
     missing = {path for path in named if not (root / path).exists()}
     assert len(named) > 10 and "README.md" in named
-    assert missing <= NOT_YET_COMMITTED, sorted(missing - NOT_YET_COMMITTED)
+    assert not missing, sorted(missing)
