@@ -53,7 +53,8 @@ def atomic_open(path, mode: str = "wb", **kwargs) -> Iterator[IO]:
     """Open a temporary file for writing that replaces ``path`` when the block succeeds.
 
     The destination's folder must exist. On any exception (Ctrl-C included) the temporary
-    file is removed, ``path`` is left as it was and the exception propagates.
+    file is removed, ``path`` is left as it was and the exception propagates; an OSError
+    that names no file, or the temporary one (a full disk), is raised naming ``path``.
 
     Args:
         path: Destination.
@@ -63,11 +64,19 @@ def atomic_open(path, mode: str = "wb", **kwargs) -> Iterator[IO]:
         The open file object (for ``json.dump``, ``PIL.Image.save(handle, format=...)``).
     """
     path = Path(path)
-    fd, tmp = _create_temporary(path)
+    try:
+        fd, tmp = _create_temporary(path)
+    except OSError as err:
+        raise _naming(err, path) from None
     try:
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.filename not in (None, tmp):
+            raise
+        raise _naming(err, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -163,7 +172,10 @@ def atomic_write_all(files: Sequence[tuple[os.PathLike | str, bytes]]) -> list[P
 
 
 def _naming(err: OSError, path: Path) -> OSError:
-    """``err`` as the same kind of OSError, naming ``path`` instead of a temporary file."""
+    """``err`` as the same kind of OSError, naming ``path`` instead of a temporary file
+    (an OSError without an errno cannot name a file: it is returned as it is)."""
+    if err.errno is None:
+        return err
     return type(err)(err.errno, err.strerror or str(err), str(path))
 
 
