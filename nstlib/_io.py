@@ -16,7 +16,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -53,7 +53,8 @@ def atomic_open(path, mode: str = "wb", **kwargs) -> Iterator[IO]:
     """Open a temporary file for writing that replaces ``path`` when the block succeeds.
 
     The destination's folder must exist. On any exception (Ctrl-C included) the temporary
-    file is removed, ``path`` is left as it was and the exception propagates.
+    file is removed, ``path`` is left as it was and the exception propagates; an OSError
+    that names no file, or the temporary one (a full disk), is raised naming ``path``.
 
     Args:
         path: Destination.
@@ -63,11 +64,19 @@ def atomic_open(path, mode: str = "wb", **kwargs) -> Iterator[IO]:
         The open file object (for ``json.dump``, ``PIL.Image.save(handle, format=...)``).
     """
     path = Path(path)
-    fd, tmp = _create_temporary(path)
+    try:
+        fd, tmp = _create_temporary(path)
+    except OSError as err:
+        raise _naming(err, path) from None
     try:
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.filename not in (None, tmp):
+            raise
+        raise _naming(err, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -115,3 +124,61 @@ def write_json(data: dict, path) -> Path:
     with atomic_open(path, "w") as handle:
         json.dump(data, handle, indent=1, default=str)
     return path
+
+
+def atomic_write_all(files: Sequence[tuple[os.PathLike | str, bytes]]) -> list[Path]:
+    """Write several files so that each is replaced only once every one is fully written.
+
+    Every file's data goes to its temporary file first; only when all of them are on
+    disk are they renamed over their destinations, in the order given. A write that
+    fails (a full disk, Ctrl-C) therefore changes none of the destinations and leaves no
+    temporary file, and the renames themselves need no free space. Put the file that
+    vouches for the others last (a run's record after its image): a crash between two
+    renames then leaves the new image with the old record at worst, never a new record
+    without its image.
+
+    Args:
+        files: (destination, data) pairs; their folders are created if needed.
+
+    Returns:
+        The destinations, in the order given.
+
+    Raises:
+        OSError: as raised by the failing write or rename, with ``filename`` set to its
+            destination (never the hidden temporary file's name).
+    """
+    written: list[tuple[str, Path]] = []
+    try:
+        for path, data in files:
+            path = Path(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = _create_temporary(path)
+                written.append((tmp, path))
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+            except OSError as err:
+                raise _naming(err, path) from None
+        for tmp, path in written:
+            try:
+                os.replace(tmp, path)
+            except OSError as err:
+                raise _naming(err, path) from None
+    except BaseException:
+        for tmp, _ in written:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    return [path for _, path in written]
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """``err`` as the same kind of OSError, naming ``path`` instead of a temporary file
+    (an OSError without an errno cannot name a file: it is returned as it is)."""
+    if err.errno is None:
+        return err
+    return type(err)(err.errno, err.strerror or str(err), str(path))
+
+
+def json_bytes(data) -> bytes:
+    """``data`` as ``write_json`` writes it (``indent=1``, other values as ``str``), UTF-8."""
+    return json.dumps(data, indent=1, default=str).encode("utf-8")

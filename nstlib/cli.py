@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
+import re
 import signal
 import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import NamedTuple
+
+from nstlib.records import RecordError, legacy_record_path, load_record, record_path
 
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 #: 128 + 15, what a shell reports for a process ended by SIGTERM.
@@ -108,7 +113,14 @@ def _positive_int(text: str) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line (no usage dump)."""
+    """argparse that reports usage errors as one line (no usage dump), and takes a value
+    that starts with a minus and a digit as a value (``--style-blend -1,2``,
+    ``--lr -1e-3``) like the ``=`` form does, not as an unknown option (Python 3.13's rule;
+    3.11 only takes plain negative numbers). No ``nst`` option looks like a number."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
@@ -200,9 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="nst stylize CONTENT STYLE -o OUT.png stylizes one image. For many, "
                     "give several content files or folders and the style last, or the "
                     "styles with --style (then every IMAGE is a content); -o is then a "
-                    "folder that gets NAME.png and NAME.json per content. One progress bar "
-                    "covers the batch; a failing input is reported in one line and the "
-                    "others finish (exit code 1 if any failed).")
+                    "folder that gets NAME.png and NAME.png.json per content. One progress "
+                    "bar covers the batch; a failing input is reported in one line and the "
+                    "others finish (exit code 1 if any failed); a re-run keeps the results "
+                    "already complete with the same settings. Every image's record is "
+                    "IMAGE.json (out.png -> out.png.json).")
     stylize.add_argument("images", nargs="+", metavar="IMAGE",
                          help="content images or folders of them, then the style image "
                               "(paths or bundled sample names); with --style all are contents")
@@ -217,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="output image (.png or .jpg); with several contents a folder")
     stylize.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
                          help="also write OUT.stepNNNN.png every N steps")
+    stylize.add_argument("--redo", action="store_true",
+                         help="with several contents, stylize again those whose result in "
+                              "-o is already complete with these settings (by default a "
+                              "re-run keeps them, like nst ablate)")
     stylize.add_argument("--dry-run", action="store_true",
                          help="print the predicted peak memory and seconds per step, then "
                               "exit (exit 2 if it would not fit); loads no TensorFlow")
@@ -258,7 +276,8 @@ DEMO_PAIRS = (("chelsea", "brushstrokes"), ("astronaut", "mosaic"))
 def check_output_location(output: Path) -> None:
     """Refuse, before any work, an output that could not be written (one line naming it).
 
-    The image and its ``.json`` record must not be folders, the image must end in .png or
+    The image and its record (``OUT.png.json``, ``records.record_path``) must not be
+    folders, the image must end in .png or
     .jpg, and the nearest existing folder on the way must be a folder (not a file) in which
     a file can be created. That is probed with a real temporary file, so permissions,
     read-only mounts and ACLs count exactly as they will when the result is written.
@@ -267,7 +286,7 @@ def check_output_location(output: Path) -> None:
     Raises:
         CliError: with the output path (never the hidden temporary file's name).
     """
-    for target in (output, output.with_suffix(".json")):
+    for target in (output, record_path(output)):
         if target.is_dir():
             raise CliError(f"output {target} is a folder; name a file, e.g. "
                            f"{target / 'result.png'}")
@@ -287,33 +306,75 @@ def check_output_location(output: Path) -> None:
     os.unlink(probe)
 
 
-def check_image_sizes(config, content_shape, style_shape) -> None:
-    """Refuse a size at which an image is too small for the deepest layer (one line).
+def check_image_sizes(config, content_hw, style_hws) -> None:
+    """Refuse sizes at which an image is too small for the network (one line, the flag).
 
     Each 2x2 max pool halves a side (rounding down), so a layer after p pools needs a
     shorter side of at least 2^p pixels (16 for block5_conv1); smaller images would fail
-    inside TensorFlow. Checks every scale, with the sizes ``stylize`` resizes to.
+    inside TensorFlow. Checks every scale, with the sizes ``stylize`` resizes to, and the
+    coarsest level of a style pyramid (``losses.check_pyramid_size``'s rule). Needs no
+    TensorFlow: ``cmd_stylize`` calls it with the sizes the image headers give.
 
     Args:
         config: The run's ``StylizeConfig``.
-        content_shape, style_shape: (1, H, W, 3) of the loaded images.
+        content_hw: (height, width) of the content image as loaded, or None to check
+            only the style images.
+        style_hws: (height, width) of each style image as loaded.
+
+    Raises:
+        CliError: naming the flag that set the size (``--size``, ``--scales``,
+            ``--style-size``, ``--style-scale`` or ``--pyramid-levels``).
     """
+    from nstlib.resources import pyramid_hws, resized_hw
     from nstlib.vgg_layers import deepest_layer, layers_up_to
 
     planned = config.planned()
     loss, network = planned.loss, planned.network.architecture
-    layer = deepest_layer(loss.content_layers + loss.style_layers, network)
-    pools = sum(name.endswith("_pool") for name in layers_up_to(layer, network)[:-1])
+
+    def needed(layers) -> tuple[str, int]:
+        layer = deepest_layer(layers, network)
+        return layer, 2 ** sum(n.endswith("_pool") for n in layers_up_to(layer, network)[:-1])
+
+    layer, minimum = needed(loss.content_layers + loss.style_layers)
+    style_layer, style_minimum = (needed(loss.style_layers) if loss.style_layers
+                                  else (layer, 1))
+    result_flag = (f"--scales {','.join(map(str, config.scales))}" if config.scales
+                   else f"--size {config.size}")
+    if config.style_size is not None:
+        style_flag = f"--style-size {config.style_size}"
+    elif config.style_scale is not None:
+        style_flag = f"--style-scale {config.style_scale:g}"
+    else:
+        style_flag = result_flag  # the style follows the result's size
+    checked = [("style", hw, style_flag) for hw in style_hws]
+    if content_hw is not None:
+        checked.insert(0, ("content", content_hw, result_flag))
     for stage in config.stages():
-        for what, shape, side in (("content", content_shape, stage.size),
-                                  ("style", style_shape, stage.style_size)):
-            height, width = int(shape[1]), int(shape[2])
-            scale = side / max(height, width)
-            hw = (max(1, round(height * scale)), max(1, round(width * scale)))
-            if min(hw) < 2 ** pools:
-                raise CliError(f"size {stage.size} is too small: the {what} image would be "
-                               f"{hw[0]}x{hw[1]} px and {layer} needs a shorter side of at "
-                               f"least {2 ** pools} px")
+        for what, hw, flag in checked:
+            side = stage.size if what == "content" else stage.style_size
+            h, w = resized_hw(hw, side)
+            at = f" (at scale {stage.size})" if config.scales else ""
+            if min(h, w) < minimum:
+                raise CliError(f"{flag} is too small: the {what} image would be {h}x{w} px"
+                               f"{at} and {layer} needs a shorter side of at least "
+                               f"{minimum} px")
+            levels = loss.pyramid_levels
+            coarsest = pyramid_hws((h, w), levels)[-1]
+            if min(coarsest) < style_minimum:
+                most = next(k for k in range(levels, 0, -1)
+                            if min(pyramid_hws((h, w), k)[-1]) >= style_minimum)
+                raise CliError(f"--pyramid-levels {levels} is too many for the {what} image "
+                               f"at {h}x{w} px{at}: its level {levels - 1} would be "
+                               f"{coarsest[0]}x{coarsest[1]} px and {style_layer} needs a "
+                               f"shorter side of at least {style_minimum} px; use at most "
+                               f"{most}")
+
+
+class _Written(NamedTuple):
+    """What ``_stylize_one`` did: its exit code and the image it wrote (None: nothing)."""
+
+    code: int
+    image: Path | None
 
 
 def run_one(args, config, content: str, style: str | list[str], output: Path,
@@ -324,7 +385,25 @@ def run_one(args, config, content: str, style: str | list[str], output: Path,
     ``style`` is one style image or a list of them (with ``style_masks``, one mask each);
     ``callbacks`` run after the CLI's own, ``progress`` (default: unless --no-progress) is
     stylize's bar, and ``echo`` prints the summary line (``tqdm.write`` under a batch bar).
+    Ctrl-C or SIGTERM after the first step keeps the current image (exit 130 or 143, one
+    line saying where it is); before it, nothing is written and ``KeyboardInterrupt`` (or
+    ``Terminated``) propagates, for ``main`` to say so in one line.
     """
+    outcome = _stylize_one(args, config, content, style, output, save_every,
+                           style_masks=style_masks, callbacks=callbacks, progress=progress,
+                           echo=echo)
+    if outcome.code == EXIT_TERMINATED:
+        print(f"nst: terminated (SIGTERM); the current image was written to {output}",
+              file=sys.stderr)
+    elif outcome.code == EXIT_INTERRUPTED:
+        print(f"nst: interrupted; the current image was written to {output}", file=sys.stderr)
+    return outcome.code
+
+
+def _stylize_one(args, config, content: str, style: str | list[str], output: Path,
+                 save_every: int | None = None, *, style_masks: list[str] | None = None,
+                 callbacks=(), progress: bool | None = None, echo=print) -> _Written:
+    """``run_one`` without its last line: the exit code and the image written, if any."""
     from nstlib import images
     from nstlib.optimize import NonFiniteLossError
     from nstlib.transfer import stylize
@@ -333,18 +412,14 @@ def run_one(args, config, content: str, style: str | list[str], output: Path,
     check_output_location(output)
     styles = style if isinstance(style, list) else [style]
     inputs = [content, *styles, *(style_masks or ())]
-    for target in (output, output.with_suffix(".json")):
+    for target in (output, record_path(output)):
         images.check_not_an_input(target, inputs)
     max_pixels = args.max_pixels or images.MAX_PIXELS
     content_image = images.load_image(content, max_pixels=max_pixels)
     style_images = [images.load_image(s, max_pixels=max_pixels) for s in styles]
-    for style_image in style_images:
-        check_image_sizes(config, content_image.shape, style_image.shape)
+    check_image_sizes(config, content_image.shape[1:3], [s.shape[1:3] for s in style_images])
     for mask in style_masks or ():  # readable and within --max-pixels; stylize checks sizes
         images.load_mask(mask, max_pixels=max_pixels)
-    replaced = [str(p) for p in (output, output.with_suffix(".json")) if p.exists()]
-    if replaced:
-        print(f"nst: replacing the existing {' and '.join(replaced)}", file=sys.stderr)
 
     def save_intermediate(step, image, losses):
         if save_every and step > 0 and step % save_every == 0:
@@ -359,50 +434,76 @@ def run_one(args, config, content: str, style: str | list[str], output: Path,
                          progress=not args.no_progress if progress is None else progress)
     except NonFiniteLossError as err:
         with _sigterm_deferred():
-            return _save_failed_run(err, config, content, style, output, inputs)
-    # The CLI loaded the images itself (to check them first); record where they came from.
-    result.config.update(content=content, style=style)
+            return _Written(*_save_failed_run(err, config, content, style, output, inputs))
+    if result.config["status"] == "interrupted" and not result.config.get("steps_done"):
+        # The signal landed before the first step finished: there is no result to keep
+        # (the starting image is not one), and an earlier OUT stays as it was.
+        raise Terminated() if _SigtermState.received else KeyboardInterrupt()
+    # The CLI loaded the images itself (to check them first); record where they came from,
+    # and what was asked (a batch re-run keeps a complete result that matches it).
+    result.config.update(content=content, style=style, requested=config.non_default())
     with _sigterm_deferred():
+        _say_replacing(output)
         try:
-            image_path, record_path = result.save(output, inputs=inputs)
+            image_path, record_file = result.save(output, inputs=inputs)
         except OSError as err:
-            print(f"nst: error: could not write {output} ({err.strerror or err})",
-                  file=sys.stderr)
-            return EXIT_FAILED
-    echo(summary_line(result, image_path, record_path))
+            failed = err.filename if err.filename == str(record_path(output)) else output
+            print(f"nst: error: could not write {failed} "
+                  f"({err.strerror or err}); the previous {output.name} and its record, if "
+                  f"any, are as they were", file=sys.stderr)
+            return _Written(EXIT_FAILED, None)
+    echo(summary_line(result, image_path, record_file))
     if _SigtermState.received:
-        print(f"nst: terminated (SIGTERM); the current image was written to {output}",
-              file=sys.stderr)
-        return EXIT_TERMINATED
+        return _Written(EXIT_TERMINATED, image_path)
     if result.config["status"] == "interrupted":
-        print(f"nst: interrupted; the current image was written to {output}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+        return _Written(EXIT_INTERRUPTED, image_path)
+    return _Written(0, image_path)
 
 
-def _save_failed_run(err, config, content: str, style: str, output: Path, inputs) -> int:
-    """The last finite image and a record with the run's settings; returns EXIT_FAILED."""
+def _say_replacing(output: Path) -> None:
+    """One line when a write replaces files (or leaves an older-layout record beside)."""
+    replaced = [str(p) for p in (output, record_path(output)) if p.exists()]
+    if replaced:
+        print(f"nst: replacing the existing {' and '.join(replaced)}", file=sys.stderr)
+    legacy = legacy_record_path(output)
+    if legacy.is_file() and not record_path(output).exists():
+        print(f"nst: the record now goes to {record_path(output).name}; {legacy} (written "
+              f"by an earlier version) is left as it is", file=sys.stderr)
+
+
+def _save_failed_run(err, config, content: str, style, output: Path,
+                     inputs) -> tuple[int, Path | None]:
+    """The last finite image and a record with the run's settings: (EXIT_FAILED, image)."""
     from nstlib import images
-    from nstlib.transfer import write_json
+    from nstlib._io import atomic_write_all, json_bytes
 
     if err.image is None:
         print(f"nst: error: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    images.save_image(err.image, output, inputs=inputs)
-    write_json({"content": content, "style": style, **config.to_flat(), "status": "failed",
-                "error": str(err), "history": err.history.to_dict()},
-               output.with_suffix(".json"))
+        return EXIT_FAILED, None
+    record = {"content": content, "style": style, **config.to_flat(), "status": "failed",
+              "error": str(err), "history": err.history.to_dict(), "image": output.name,
+              "requested": config.non_default()}
+    for target in (output, record_path(output)):
+        images.check_not_an_input(target, inputs)
+    _say_replacing(output)
+    atomic_write_all([(output, images.encode_image(err.image, output)),
+                      (record_path(output), json_bytes(record))])
     print(f"nst: error: {err}; the last finite image is in {output}", file=sys.stderr)
-    return EXIT_FAILED
+    return EXIT_FAILED, output
 
 
 def summary_line(result, image_path: Path, record_path: Path) -> str:
-    """One line: where the result went, which weights, final losses and time."""
-    final = result.losses
-    return (f"{image_path} ({record_path.name}): weights {result.config['weights_source']}; "
+    """One line: where the result went, which weights, final losses, steps and time.
+
+    The steps are the updates made (``steps_done``: with ``--scales 16,32 --steps 3``,
+    3 + 3 = 6; the history's step numbers also count the second scale's starting row).
+    """
+    final, record = result.losses, result.config
+    steps = record.get("steps_done", final.get("step", 0))
+    return (f"{image_path} ({record_path.name}): weights {record['weights_source']}; "
             f"loss {final['total']:.4g} (content {final['content']:.3g}, style "
-            f"{final['style']:.3g}, tv {final['tv']:.3g}); {final['step']} steps in "
-            f"{result.config['wall_seconds']:.1f} s")
+            f"{final['style']:.3g}, tv {final['tv']:.3g}); {steps} step"
+            f"{'' if steps == 1 else 's'} in {record['wall_seconds']:.1f} s")
 
 
 #: Files a content folder contributes to ``nst stylize`` (suffixes, any case).
@@ -462,51 +563,113 @@ def batch_outputs(contents: list[str], out_dir: Path, inputs: list[str]) -> list
             raise CliError(f"{seen[output]} and {content} would both be written to {output}; "
                            f"rename one")
         seen[output] = content
-        for target in (output, output.with_suffix(".json")):
+        for target in (output, record_path(output)):
             images.check_not_an_input(target, inputs)
         check_output_location(output)
         outputs.append(output)
     return outputs
 
 
+def finished_before(output: Path, content: str, style, style_masks, config) -> bool:
+    """Whether ``output`` is a complete result of this very request (a batch keeps it).
+
+    True when the image exists and its record (``OUT.png.json``) says "completed" for the
+    same content, style(s), masks and settings as asked (``StylizeConfig.non_default``,
+    stored as ``requested``). Records of an earlier version (``OUT.json``) hold no
+    ``requested``, so their image is stylized again.
+
+    Raises:
+        RecordError: the record exists but cannot be used (one line naming it).
+    """
+    try:
+        record = load_record(record_path(output))
+    except FileNotFoundError:
+        return False
+    wanted = {"content": content, "style": style, "style_masks": style_masks or None,
+              "requested": config.non_default(), "status": "completed",
+              "image": output.name}
+    return output.is_file() and all(record.get(k) == v for k, v in wanted.items())
+
+
 def run_batch(args, config, contents: list[str], style, outputs: list[Path]) -> int:
-    """Stylize every content with one progress bar; failures are reported, others finish."""
+    """Stylize every content with one progress bar; failures are reported, others finish.
+
+    Contents whose result is already complete with these settings (``finished_before``)
+    are kept unless ``--redo``. Ctrl-C or SIGTERM stops the batch with one line saying how
+    many results are kept (the current image too, when a step had finished).
+    """
     from tqdm import tqdm
 
+    todo, kept = [], []
+    for content, output in zip(contents, outputs, strict=True):
+        try:
+            done = not args.redo and finished_before(output, content, style,
+                                                     args.style_masks, config)
+        except RecordError as err:
+            print(f"nst: {err}; {output.name} will be stylized again", file=sys.stderr)
+            done = False
+        (kept if done else todo).append((content, output))
+    if kept:
+        print(f"nst: keeping {len(kept)} of {len(contents)} results already complete with "
+              f"these settings in {args.output} (--redo stylizes them again)", file=sys.stderr)
     per_run = sum(stage.steps for stage in config.stages())
-    bar = tqdm(total=per_run * len(contents), unit="step", disable=args.no_progress,
-               leave=False)
+    bar = tqdm(total=per_run * len(todo), unit="step", disable=args.no_progress, leave=False)
 
     def advance(step, image, losses):
         if step > 0:
             bar.update(1)
 
-    failed = 0
+    failed, finished, current = 0, len(kept), None
     try:
-        for number, (content, output) in enumerate(zip(contents, outputs, strict=True), 1):
-            bar.set_description(f"stylize {number}/{len(contents)} {Path(content).name}")
+        for number, (content, output) in enumerate(todo, 1):
+            bar.set_description(f"stylize {number}/{len(todo)} {Path(content).name}")
+            current = output
             try:
-                code = run_one(args, config, content, style, output, args.save_every,
-                               style_masks=args.style_masks, callbacks=(advance,),
-                               progress=False, echo=tqdm.write)
+                code, written = _stylize_one(args, config, content, style, output,
+                                             args.save_every, style_masks=args.style_masks,
+                                             callbacks=(advance,), progress=False,
+                                             echo=tqdm.write)
             except (CliError, ValueError, OSError) as err:
                 message = str(err.strerror if isinstance(err, OSError) and err.strerror
                               else err)
                 where = "" if content in message else f"{content}: "
                 tqdm.write(f"nst: error: {where}{message}", file=sys.stderr)
-                code = EXIT_FAILED
+                code, written = EXIT_FAILED, None
             bar.update(per_run * number - bar.n)  # also when L-BFGS stopped early
             if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
-                return code
+                bar.close()
+                return _batch_stopped(args, code, finished, len(contents), written)
             failed += code != 0
+            finished += code == 0
+            current = None
+    except KeyboardInterrupt as err:  # before the current image's first step finished
+        bar.close()
+        code = EXIT_TERMINATED if isinstance(err, Terminated) else EXIT_INTERRUPTED
+        return _batch_stopped(args, code, finished, len(contents), None, current)
     finally:
         bar.close()
-    print(f"nst: {len(contents) - failed} of {len(contents)} images stylized into {args.output}")
+    more = f" ({len(kept)} kept from an earlier run)" if kept else ""
+    print(f"nst: {len(contents) - failed} of {len(contents)} images stylized into "
+          f"{args.output}{more}")
     if failed:
         print(f"nst: error: {failed} of {len(contents)} inputs failed (see above)",
               file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _batch_stopped(args, code: int, finished: int, total: int, written: Path | None,
+                   current: Path | None = None) -> int:
+    """The one line of a batch stopped by a signal; returns its exit code."""
+    how = "terminated (SIGTERM)" if code == EXIT_TERMINATED else "interrupted"
+    if written is not None:
+        partial = f"; the current image was written to {written} (status interrupted)"
+    else:
+        partial = "" if current is None else f"; nothing was written for {current.name}"
+    print(f"nst: {how}: {finished} of {total} results complete in {args.output}{partial}; "
+          f"re-run the same command to stylize the rest (complete results are kept)",
+          file=sys.stderr)
+    return code
 
 
 def _input_sizes(contents, styles):
@@ -531,18 +694,48 @@ def check_memory(config, contents, styles) -> None:
             raise CliError(str(err)) from None
 
 
+def check_sizes_early(config, contents, styles, batch: bool) -> None:
+    """``check_image_sizes`` with the sizes the headers give, before TensorFlow loads.
+
+    A batch checks only the styles here (a flag such as ``--style-size 1`` fails every
+    content alike); a content too small is reported as that input's failure.
+    """
+    from nstlib.resources import image_hw
+
+    style_hws = [image_hw(s) for s in styles]
+    if None in style_hws:
+        return  # loading says why
+    if batch:
+        check_image_sizes(config, None, style_hws)
+        return
+    for _, content_hw, _ in _input_sizes(contents, styles):
+        check_image_sizes(config, content_hw, style_hws)
+
+
+def _header_problem(source: str) -> str:
+    """Why ``resources.image_hw`` found no size for ``source`` (as loading would say it)."""
+    path = Path(source)
+    if _is_dir(source):
+        return f"expected an image file, got a directory: {source}"
+    if not path.exists():
+        return f"image not found: {source}"
+    return f"cannot read the size of {source} from its header (not an image Pillow can read?)"
+
+
 def dry_run(config, contents, styles) -> int:
     """``nst stylize --dry-run``: the predictions per content image; 2 if one cannot fit."""
     from nstlib import resources
 
+    for source in (*styles, *contents):
+        if resources.image_hw(source) is None:
+            raise CliError(f"--dry-run: {_header_problem(source)}")
     sizes = _input_sizes(contents, styles)
-    if len(sizes) < len(contents):
-        raise CliError("--dry-run needs image files or sample names whose size can be read")
     available = resources.available_bytes()
     for content, content_hw, style_hws in sizes:
         if len(sizes) > 1:
             print(f"{content}:")
         print("\n".join(resources.describe(config, content_hw, style_hws, available)))
+    check_sizes_early(config, contents, styles, batch=False)
     check_memory(config, contents, styles)
     return 0
 
@@ -556,6 +749,7 @@ def cmd_stylize(args) -> int:
                        f"image(s)")
     if args.dry_run:
         return dry_run(config, contents, styles)
+    check_sizes_early(config, contents, styles, batch)
     check_memory(config, contents, styles)
     style = styles if len(styles) > 1 else styles[0]
     if not batch:
@@ -604,12 +798,26 @@ def cmd_ablate(args) -> int:
         raise CliError("--workers applies to local processes and 'local-cluster'; an "
                        "existing Dask cluster has its own workers")
     grid = ablation.load_grid(args.grid)  # a bad grid fails here: one line, exit 2
+    out_dir = Path(args.output_dir)
+    if (out_dir / ablation.RUNS_DIR).is_dir():  # say first what happens to damaged records
+        specs = ablation.stored_specs(grid, out_dir)
+        for rid, problem in ablation.damaged_records(specs, out_dir).items():
+            print(f"nst: {problem}; run {rid} will be run again and that file replaced",
+                  file=sys.stderr)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # inherited by the workers
     try:
         result = ablation.run_grid(grid, args.output_dir, workers=args.workers,
                                    scheduler=args.scheduler, progress=not args.no_progress)
     except ImportError as err:
         raise CliError(str(err)) from None
+    except ablation.GridWriteError as err:
+        rows = err.result.rows if err.result is not None else []
+        complete = sum(row["status"] == ablation.COMPLETED for row in rows)
+        finished = len(err.result.executed) if err.result is not None else 0
+        print(f"nst: error: could not write {err.filename} ({err.strerror}); {complete} of "
+              f"{len(rows)} runs complete in {args.output_dir} ({finished} finished by this "
+              f"call); {_fix_first(err)}re-run the same command to resume", file=sys.stderr)
+        return EXIT_FAILED
     except ablation.GridInterrupted as stop:
         rows = stop.result.rows if stop.result is not None else []
         complete = sum(row["status"] == ablation.COMPLETED for row in rows)
@@ -640,16 +848,32 @@ def cmd_report(args) -> int:
     matplotlib.use("Agg")
     from nstlib import ablation
 
-    paths = ablation.write_report(args.results_dir)
+    result = ablation.load_results(args.results_dir, write=False)
+    for number, spec in enumerate(result.specs, 1):
+        if spec.run_id in result.damaged:
+            print(f"nst: {result.damaged[spec.run_id]}; run #{number} is listed as not run "
+                  f"(nst ablate on {args.results_dir} runs it again)", file=sys.stderr)
+    try:
+        paths = ablation.write_report(args.results_dir, result)
+    except OSError as err:
+        print(f"nst: error: could not write {err.filename} ({err.strerror or err}); the "
+              f"report and table in {args.results_dir} are as they were; {_fix_first(err)}"
+              f"re-run nst report {args.results_dir}", file=sys.stderr)
+        return EXIT_FAILED
     for path in paths.values():
         print(path)
     if "images" not in paths:
-        statuses = [row["status"] for row in ablation.load_results(args.results_dir).rows]
+        statuses = [row["status"] for row in result.rows]
         print(f"nst: error: no completed runs in {args.results_dir} ("
               f"{statuses.count(ablation.FAILED)} failed, {statuses.count(ablation.PENDING)} "
               f"not run); {paths['markdown']} lists them with their errors", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _fix_first(err: OSError) -> str:
+    """"free some space, then " for a full disk (else nothing): what to do before re-running."""
+    return "free some space, then " if err.errno in (errno.ENOSPC, errno.EDQUOT) else ""
 
 
 # ----------------------------------------------------------------------------- entry

@@ -7,6 +7,7 @@ RGB. Conversions to and from that form happen here and only here.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import threading
 import warnings
@@ -328,17 +329,34 @@ def save_image(image, path, inputs: Iterable = ()) -> Path:
         ImageError: unknown suffix, or the destination is one of ``inputs``.
     """
     path = Path(path)
+    data = encode_image(image, path)
+    check_not_an_input(path, inputs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+    return path
+
+
+def encode_image(image, path) -> bytes:
+    """The bytes ``save_image`` writes for ``image`` at ``path`` (format from the suffix).
+
+    Args:
+        image: (1, H, W, 3) or (H, W, 3) float in [0, 1].
+        path: Destination; only its suffix is used (.png, .jpg/.jpeg, .webp, .tif).
+
+    Raises:
+        ImageError: unknown suffix.
+    """
+    path = Path(path)
     formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
                ".tiff": "TIFF"}
     fmt = formats.get(path.suffix.lower())
     if fmt is None:
         raise ImageError(f"unknown image suffix {path.suffix!r} for {path}; use .png or .jpg")
-    check_not_an_input(path, inputs)
-    path.parent.mkdir(parents=True, exist_ok=True)
     options = {"quality": 95} if fmt in {"JPEG", "WEBP"} else {}
-    with atomic_open(path, "wb") as handle:
-        Image.fromarray(to_uint8(image)).save(handle, format=fmt, **options)
-    return path
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
 
 
 def check_not_an_input(path, inputs: Iterable) -> None:

@@ -312,6 +312,9 @@ class StylizeConfig(Options):
                               f"give one")
         if self.seed < 0:
             raise ConfigError(f"seed must be non-negative, got {self.seed}")
+        if self.init == "noise" and self.seed >= 2**63:  # tf.random.stateless_uniform's int64
+            raise ConfigError(f"seed must be below 2**63 = {2**63} with init 'noise' (the "
+                              f"noise's seed is a signed 64-bit integer), got {self.seed}")
         self.stages()  # checks scales against steps
 
     def stages(self) -> list[Stage]:

@@ -21,11 +21,12 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from nstlib import colors, images
-from nstlib._io import write_json
+from nstlib._io import atomic_write_all, json_bytes, write_json  # noqa: F401 - re-exported
 from nstlib.conv_choice import size_bucket
 from nstlib.features import FeatureExtractor
 from nstlib.losses import StyleTransferObjective, blend_weights
 from nstlib.optimize import History, minimize
+from nstlib.records import record_path
 from nstlib.reproducibility import environment_record, set_seed
 from nstlib.resources import check_fits
 from nstlib.settings import INITS, Stage, StylizeConfig, recipe_for
@@ -60,7 +61,12 @@ class StylizeResult:
         return {**self.config, "final": self.losses, "history": self.history.to_dict()}
 
     def save(self, path, inputs: Sequence = ()) -> tuple[Path, Path]:
-        """Write the image and, next to it, ``<name>.json`` with ``record()`` (atomically).
+        """Write the image and, next to it, its record ``<image name>.json`` (``x.png`` ->
+        ``x.png.json``; ``records.record_path``) holding ``record()`` and the image's name.
+
+        Both files are written in full before either replaces anything (the record last,
+        ``_io.atomic_write_all``): a full disk or Ctrl-C leaves the previous image and
+        record as they were, never a new image without its record.
 
         Args:
             path: Image destination (.png or .jpg).
@@ -68,9 +74,18 @@ class StylizeResult:
 
         Returns:
             (image path, record path).
+
+        Raises:
+            OSError: a write failed; its ``filename`` is the destination that failed.
         """
-        image_path = images.save_image(self.image, path, inputs=inputs)
-        return image_path, write_json(self.record(), Path(path).with_suffix(".json"))
+        image_path = Path(path)
+        record_file = record_path(image_path)
+        data = images.encode_image(self.image, image_path)
+        for target in (image_path, record_file):
+            images.check_not_an_input(target, inputs)
+        atomic_write_all([(image_path, data),
+                          (record_file, json_bytes({**self.record(), "image": image_path.name}))])
+        return image_path, record_file
 
 
 @functools.lru_cache(maxsize=8)
@@ -300,6 +315,7 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
     record = run_record(config, stages, content, style, extractor, outcome)
     record.update(content_shape=list(content_image.shape),
                   style_shape=list(style_images[inputs.first].shape),
+                  steps_done=sum(int(part.final.get("step", 0)) for _, part, _ in parts),
                   wall_seconds=time.perf_counter() - started)
     if len(style_images) > 1:
         record["style_shapes"] = [list(s.shape) for s in style_images]
@@ -370,7 +386,9 @@ def run_record(config: StylizeConfig, stages: list[Stage], content, style,
     ``size``/``style_size`` are the last scale's (``style_size`` stays None when
     ``style_scale`` set it, so that ``StylizeConfig.from_record`` gives the config back),
     ``steps`` is per scale when ``scales`` is set, ``learning_rate`` is the rate actually
-    used. ``style`` is a list when several style images were given.
+    used. ``style`` is a list when several style images were given. (``stylize`` adds
+    ``steps_done``, the updates made over all scales: the history's step numbers also
+    count each later scale's starting row.)
     """
     flat = config.to_flat()
     style_size = stages[-1].style_size if config.style_scale is None else None

@@ -49,3 +49,27 @@ def open_folder():
             if sub.is_dir() and not sub.is_symlink():
                 sub.chmod(0o755)
         shutil.rmtree(path)
+
+
+def disk_full_for(monkeypatch, *names: str) -> None:
+    """Make every nstlib write to a file named in ``names`` fail with a real ENOSPC.
+
+    nstlib writes each file through a temporary file (``nstlib._io._create_temporary``);
+    for those destinations its descriptor is swapped for one of ``/dev/full``, on which
+    the kernel refuses every write with "No space left on device". The temporary file
+    itself is still created (and must be cleaned up by the writer), as on a real disk.
+    """
+    from nstlib import _io
+
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full (Linux)")
+    real = _io._create_temporary
+
+    def create(path):
+        fd, tmp = real(path)
+        if Path(path).name in names:
+            os.close(fd)
+            fd = os.open("/dev/full", os.O_WRONLY)
+        return fd, tmp
+
+    monkeypatch.setattr(_io, "_create_temporary", create)

@@ -227,6 +227,32 @@ def test_completeness_needs_a_completed_record_and_its_image(tmp_path):
     assert not list((tmp_path / "runs").glob("*.tmp"))
 
 
+@pytest.mark.parametrize("text, problem", [
+    ("", "is not valid JSON (truncated or damaged: Expecting value: line 1 column 1 (char 0))"),
+    ('"completed"', "holds a string, not a run record (a JSON object)"),
+    ('{"run_id": "0123456789", "status": "completed"}',
+     "is the record of run '0123456789', not of {rid}"),
+    ('{"run_id": "{rid}", "status": "done"}', "has no valid status (got 'done')"),
+    ('{"run_id": "{rid}", "status": "failed", "final": [1]}',
+     "has a 'final' that is not a JSON object"),
+    ('{"run_id": "{rid}", "status": "completed", "final": {"total": "low"}}',
+     "says completed but has no final loss"),
+])
+def test_a_damaged_record_counts_as_none_and_says_why(text, problem, tmp_path):
+    spec = ablation.load_grid(GRID4).expand()[0]
+    ablation.persist(_fake_payload(spec), tmp_path)  # a complete run, with its image
+    path = ablation.record_path(tmp_path, spec.run_id)
+    path.write_text(text.replace("{rid}", spec.run_id))
+    assert ablation.record_problem(tmp_path, spec.run_id) == (
+        f"{path} {problem.replace('{rid}', spec.run_id)}")
+    assert ablation.read_record(tmp_path, spec.run_id) is None
+    assert not ablation.is_complete(tmp_path, spec.run_id)  # so it is run again
+    result = ablation.collect(ablation.load_grid(GRID4), tmp_path)
+    assert result.rows[0]["status"] == "pending" and list(result.damaged) == [spec.run_id]
+    path.unlink()
+    assert ablation.record_problem(tmp_path, spec.run_id) is None  # missing: not damaged
+
+
 def test_table_rows_round_trip_through_csv(tmp_path):
     grid = ablation.load_grid({**GRID4, "runs": [{"style_layers": ["block1_conv1"]}]})
     specs = grid.expand()

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import yaml
 from cli_helpers import run
-from fs_helpers import as_unprivileged, open_folder
+from fs_helpers import as_unprivileged, disk_full_for, open_folder
 from PIL import Image
 
 from nstlib import ablation, cli, config, images, transfer
@@ -36,6 +36,11 @@ assert_one_line_error = functools.partial(cli_helpers.assert_one_line_error, com
 
 FAST = ["--size", "32", "--steps", "3", "--weights", "random", "--no-progress",
         "--content-layers", "block2_conv1", "--style-layers", "block1_conv1,block2_conv1"]
+
+
+def _record(image: Path) -> Path:
+    """Where the record of a result image is expected: its whole name plus .json."""
+    return image.with_name(image.name + ".json")
 
 
 @pytest.fixture
@@ -56,7 +61,7 @@ def test_stylize_writes_image_and_record(pair, tmp_path, capsys):
     assert code == 0
     image = np.asarray(Image.open(out))
     assert image.shape == (27, 32, 3)  # 40x48 scaled so the longer side is 32
-    record = json.loads(out.with_suffix(".json").read_text())
+    record = json.loads(_record(out).read_text())
     assert record["content"] == str(content) and record["style"] == str(style)
     assert record["weights_source"] == "random"
     assert record["steps"] == 3 and len(record["history"]["total"]) == 4
@@ -171,7 +176,7 @@ def test_non_finite_loss_keeps_last_finite_image(pair, tmp_path, capsys, monkeyp
     assert code == cli.EXIT_FAILED
     assert_one_line_error(err, "non-finite", str(out))
     np.testing.assert_array_equal(np.asarray(Image.open(out)), images.to_uint8(last))
-    assert json.loads(out.with_suffix(".json").read_text())["status"] == "failed"
+    assert json.loads(_record(out).read_text())["status"] == "failed"
 
 
 def test_ctrl_c_writes_the_current_image(pair, tmp_path, capsys, monkeypatch):
@@ -190,7 +195,7 @@ def test_ctrl_c_writes_the_current_image(pair, tmp_path, capsys, monkeypatch):
     code, _, err = run(["stylize", content, style, "-o", out, *FAST, "--steps", "50"], capsys)
     assert code == cli.EXIT_INTERRUPTED and "interrupted" in err
     np.testing.assert_array_equal(np.asarray(Image.open(out)), seen["image"])
-    record = json.loads(out.with_suffix(".json").read_text())
+    record = json.loads(_record(out).read_text())
     assert record["status"] == "interrupted" and record["final"]["step"] == 2
 
 
@@ -212,7 +217,7 @@ def test_precision_and_schedule_reach_the_record(pair, tmp_path, capsys,
     code, _, _ = run(["stylize", content, style, "-o", out, *FAST, "--precision", "bfloat16",
                       "--schedule", "cosine"], capsys)
     assert code == 0
-    record = json.loads(out.with_suffix(".json").read_text())
+    record = json.loads(_record(out).read_text())
     assert record["compute_dtype"] == "bfloat16" and record["schedule"] == "cosine"
 
 
@@ -238,14 +243,14 @@ def test_outputs_get_the_umask_mode_and_an_existing_output_keeps_its_mode(pair, 
     old_umask = os.umask(0o022)
     try:
         assert run(["stylize", content, style, "-o", out, *FAST], capsys)[0] == 0
-        assert {p.name: oct(p.stat().st_mode & 0o777) for p in (out, out.with_suffix(".json"))} \
-            == {"o.png": "0o644", "o.json": "0o644"}  # 0o666 & ~umask, as open() gives
+        assert {p.name: oct(p.stat().st_mode & 0o777) for p in (out, _record(out))} \
+            == {"o.png": "0o644", "o.png.json": "0o644"}  # 0o666 & ~umask, as open() gives
         out.chmod(0o640)
         assert run(["stylize", content, style, "-o", out, *FAST], capsys)[0] == 0
     finally:
         os.umask(old_umask)
     assert oct(out.stat().st_mode & 0o777) == "0o640"
-    assert oct(out.with_suffix(".json").stat().st_mode & 0o777) == "0o644"
+    assert oct(_record(out).stat().st_mode & 0o777) == "0o644"
 
 
 def test_sigterm_during_stylize_writes_the_current_image_and_exits_143(pair, tmp_path):
@@ -266,7 +271,7 @@ def test_sigterm_during_stylize_writes_the_current_image_and_exits_143(pair, tmp
         proc.kill()
     assert proc.returncode == cli.EXIT_TERMINATED == 143
     assert err.strip() == f"nst: terminated (SIGTERM); the current image was written to {out}"
-    record = json.loads(out.with_suffix(".json").read_text())
+    record = json.loads(_record(out).read_text())
     assert record["status"] == "interrupted" and record["steps"] == 100000
     step = record["final"]["step"]
     assert 1 <= step < 100000 and len(record["history"]["total"]) == step + 1
@@ -313,7 +318,7 @@ def test_sigterm_during_demo_writes_the_current_image_and_exits_143(tmp_path):
     messages = [part.strip() for part in re.split(r"[\r\n]", "".join(chunks))
                 if part.strip() and not part.strip().startswith("stylize")]
     assert messages == [f"nst: terminated (SIGTERM); the current image was written to {out}"]
-    assert json.loads(out.with_suffix(".json").read_text())["status"] == "interrupted"
+    assert json.loads(_record(out).read_text())["status"] == "interrupted"
     assert np.asarray(Image.open(out)).shape[:2] == (21, 32)  # chelsea is 300x451
     assert not (out_dir / "astronaut_mosaic.png").exists()  # the demo stopped there
 
@@ -462,9 +467,10 @@ def test_output_that_is_a_folder_is_refused(pair, tmp_path, capsys):
 
 def test_output_whose_json_record_would_be_a_folder_is_refused(pair, tmp_path, capsys):
     content, style = pair
-    (tmp_path / "o.json").mkdir()
+    (tmp_path / "o.png.json").mkdir()
     _assert_refused_before_the_run(["stylize", content, style, "-o", tmp_path / "o.png",
-                                    *FAST], capsys, f"output {tmp_path / 'o.json'} is a folder")
+                                    *FAST], capsys,
+                                   f"output {tmp_path / 'o.png.json'} is a folder")
     assert not (tmp_path / "o.png").exists()
 
 
@@ -520,18 +526,18 @@ def test_a_bundled_sample_given_by_name_is_never_overwritten(sample, suffix, pai
     _assert_refused_before_the_run([*argv, "-o", target, *FAST], capsys,
                                    f"refusing to overwrite the input image {sample} ({target})")
     assert target.read_bytes() == before
-    assert not target.with_suffix(".json").exists()
+    assert not _record(target).exists()
 
 
 def test_existing_output_and_record_are_replaced_with_one_line(pair, tmp_path, capsys):
     content, style = pair
     out = tmp_path / "o.png"
     assert run(["stylize", content, style, "-o", out, *FAST], capsys)[0] == 0
-    out.with_suffix(".json").write_text("{}")
+    _record(out).write_text("{}")
     code, _, err = run(["stylize", content, style, "-o", out, *FAST], capsys)
     assert code == 0
-    assert err.strip() == f"nst: replacing the existing {out} and {out.with_suffix('.json')}"
-    assert json.loads(out.with_suffix(".json").read_text())["status"] == "completed"
+    assert err.strip() == f"nst: replacing the existing {out} and {_record(out)}"
+    assert json.loads(_record(out).read_text())["status"] == "completed"
 
 
 def test_failed_run_record_has_its_settings_and_inputs(pair, tmp_path, capsys, monkeypatch):
@@ -548,7 +554,7 @@ def test_failed_run_record_has_its_settings_and_inputs(pair, tmp_path, capsys, m
     code, _, _ = run(["stylize", content, style, "-o", out, *FAST, "--style-weight", "7"],
                      capsys)
     assert code == cli.EXIT_FAILED
-    record = json.loads(out.with_suffix(".json").read_text())
+    record = json.loads(_record(out).read_text())
     expected = StylizeConfig.from_flat(size=32, steps=3, weights="random", style_weight=7,
                                        content_layers="block2_conv1",
                                        style_layers="block1_conv1,block2_conv1").to_flat()
@@ -637,9 +643,9 @@ def test_several_contents_write_one_result_and_record_each(photos, tmp_path, cap
     code, stdout, _ = run(["stylize", folder / "a.png", folder / "b.jpg", style, "-o", out,
                            *FAST, "--preserve-colors", "luminance"], capsys)
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a.png.json", "b.png", "b.png.json"]
     for name, source in (("a", "a.png"), ("b", "b.jpg")):
-        record = json.loads((out / f"{name}.json").read_text())
+        record = json.loads((out / f"{name}.png.json").read_text())
         assert record["content"] == str(folder / source) and record["style"] == str(style)
         assert record["preserve_colors"] == "luminance"
     assert "2 of 2 images stylized" in stdout
@@ -656,7 +662,7 @@ def test_a_folder_with_a_bad_image_reports_it_and_finishes_the_others(photos, tm
     errors = [line for line in err.splitlines() if line.startswith("nst: error:")]
     assert len(errors) == 2 and "broken.png" in errors[0] and "not an image" in errors[0]
     assert "1 of 3 inputs failed" in errors[1] and "Traceback" not in err
-    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a.png.json", "b.png", "b.png.json"]
     assert sorted(p.name for p in folder.iterdir()) == before  # inputs untouched
 
 
@@ -672,7 +678,7 @@ def test_several_styles_blend_and_masks_reach_the_record(photos, tmp_path, capsy
                       "--style-blend", "3,1", "--style-mask", masks[0], "--style-mask",
                       masks[1], "--style-scale", "0.5", "-o", out, *FAST], capsys)
     assert code == 0
-    record = json.loads(out.with_suffix(".json").read_text())
+    record = json.loads(_record(out).read_text())
     assert record["style"] == [str(style), "stripes"] and record["style_blend"] == [3.0, 1.0]
     assert record["style_masks"] == [str(m) for m in masks]
     assert record["style_scale"] == 0.5 and record["style_shape"] == [1, 16, 16, 3]
@@ -1123,3 +1129,395 @@ def test_sigterm_during_an_intermediate_save_stops_the_run_after_the_file_is_com
             images.save_image(np.zeros((4, 4, 3), np.float32), target)
     assert target.is_file() and not list(tmp_path.glob(".*.tmp"))
     cli._SigtermState.received = False
+
+
+# ----------------------------------------------------------------------------- issue 23:
+# nothing lost, nothing cryptic, round 2 (records, early signals, damaged folders, batches)
+
+
+def test_two_results_that_differ_only_in_format_keep_a_record_each(pair, tmp_path, capsys):
+    content, style = pair
+    other = tmp_path / "other.png"
+    Image.fromarray(np.full((32, 40, 3), 90, np.uint8)).save(other)
+    odd = tmp_path / "odd"
+    assert run(["stylize", content, style, "-o", odd / "x.jpeg", *FAST], capsys)[0] == 0
+    code, _, err = run(["stylize", other, style, "-o", odd / "x.png", *FAST, "--seed", "5"],
+                       capsys)
+    assert code == 0 and err == ""  # nothing of the first result is replaced
+    assert sorted(p.name for p in odd.iterdir()) == ["x.jpeg", "x.jpeg.json", "x.png",
+                                                    "x.png.json"]
+    first = json.loads((odd / "x.jpeg.json").read_text())
+    second = json.loads((odd / "x.png.json").read_text())
+    assert (first["image"], first["content"], first["seed"]) == ("x.jpeg", str(content), 0)
+    assert (second["image"], second["content"], second["seed"]) == ("x.png", str(other), 5)
+
+
+def test_a_record_of_the_older_layout_is_left_as_it_is_and_said_once(pair, tmp_path, capsys):
+    content, style = pair
+    out, old = tmp_path / "x.png", tmp_path / "x.json"
+    old.write_text('{"written": "by an earlier version"}')
+    code, _, err = run(["stylize", content, style, "-o", out, *FAST], capsys)
+    assert code == 0
+    assert err.splitlines() == [f"nst: the record now goes to x.png.json; {old} (written by "
+                                f"an earlier version) is left as it is"]
+    assert old.read_text() == '{"written": "by an earlier version"}'
+    assert json.loads(_record(out).read_text())["image"] == "x.png"
+
+
+def test_a_full_disk_while_saving_changes_neither_the_image_nor_its_record(
+        pair, tmp_path, capsys, monkeypatch):
+    content, style = pair
+    out = tmp_path / "o.png"
+    assert run(["stylize", content, style, "-o", out, *FAST], capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    disk_full_for(monkeypatch, "o.png.json")  # the image fits, its record does not
+    code, _, err = run(["stylize", content, style, "-o", out, *FAST, "--seed", "3"], capsys)
+    assert code == cli.EXIT_FAILED
+    assert err.splitlines()[-1] == (
+        f"nst: error: could not write {_record(out)} (No space left on device); the "
+        f"previous o.png and its record, if any, are as they were")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no .tmp either
+
+
+def test_scales_report_the_steps_made_at_every_scale(pair, tmp_path, capsys):
+    content, style = pair
+    out = tmp_path / "o.png"
+    code, stdout, _ = run(["stylize", content, style, "-o", out, *FAST, "--scales", "16,32"],
+                          capsys)
+    assert code == 0
+    record = json.loads(_record(out).read_text())
+    assert record["steps"] == [3, 3] and record["steps_done"] == 3 + 3
+    assert record["history"]["scale"] == [16] * 4 + [32] * 4  # each scale: start + 3 steps
+    assert "; 6 steps in " in stdout
+
+
+def test_a_value_starting_with_a_minus_is_taken_like_the_equals_form(pair, tmp_path, capsys):
+    content, style = pair
+    base = ["stylize", content, "--style", style, "--style", "stripes", "-o",
+            tmp_path / "o.png", *FAST]
+    spaced = run([*base, "--style-blend", "-1,2"], capsys)
+    joined = run([*base, "--style-blend=-1,2"], capsys)
+    assert spaced == joined
+    assert spaced[0] == cli.EXIT_BAD_INPUT
+    assert_one_line_error(spaced[2], "--style-blend must be at least 0, got -1")
+    code, _, err = run([*base, "--lr", "-1e-3"], capsys)
+    assert_one_line_error(err, "--learning-rate must be greater than 0, got -0.001")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_sizes_and_seeds_are_refused_before_tensorflow_naming_the_option(pair, tmp_path):
+    """Each case in one fresh process: one line naming the flag at fault, no TensorFlow."""
+    content, style = pair  # 40x48 and 32x32; FAST: 32 px, deepest layer block2_conv1
+    out = str(tmp_path / "o.png")
+    common = ["stylize", str(content), str(style), "-o", out, *FAST]
+    cases = [
+        [*common, "--seed", str(2**64), "--init", "noise"],
+        [*common, "--style-size", "1"],
+        [*common, "--pyramid-levels", "10"],
+        [*common, "--scales", "1,32"],
+        ["stylize", "nope.png", str(style), "-o", out, "--dry-run"],
+        ["stylize", str(content), str(tmp_path), "-o", out, "--dry-run"],
+    ]
+    script = ("import json, sys, nstlib.cli\n"
+              f"codes = [nstlib.cli.main(argv) for argv in {cases!r}]\n"
+              "print(json.dumps([codes, 'tensorflow' in sys.modules]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    codes, imported = json.loads(proc.stdout)
+    assert codes == [cli.EXIT_BAD_INPUT] * len(cases) and imported is False, proc.stderr
+    # 40x48 at 32 px is 27x32; its pyramid halves (rounding up) to 14x16, 7x8, 4x4, 2x2,
+    # 1x1: level 5 is the first under block2_conv1's 2 px, so 5 levels is the most.
+    assert proc.stderr.splitlines() == [
+        f"nst: error: --seed must be below 2**63 = {2**63} with init 'noise' (the noise's "
+        f"seed is a signed 64-bit integer), got {2**64}",
+        "nst: error: --style-size 1 is too small: the style image would be 1x1 px and "
+        "block2_conv1 needs a shorter side of at least 2 px",
+        "nst: error: --pyramid-levels 10 is too many for the content image at 27x32 px: its "
+        "level 9 would be 1x1 px and block2_conv1 needs a shorter side of at least 2 px; "
+        "use at most 5",
+        "nst: error: --scales 1,32 is too small: the content image would be 1x1 px (at "
+        "scale 1) and block2_conv1 needs a shorter side of at least 2 px",
+        "nst: error: --dry-run: image not found: nope.png",
+        f"nst: error: --dry-run: expected an image file, got a directory: {tmp_path}",
+    ]
+    assert not Path(out).exists()
+
+
+#: A child that runs ``nst`` (argv[1:]) and holds still in the run numbered
+#: NST_TEST_GATE_RUN (from 1) just before it records step NST_TEST_GATE_STEP: it writes
+#: one byte to fd READY and blocks reading fd HOLD (never written), so a signal sent after
+#: the byte arrives lands there. At step 0 no step has been recorded: the signal lands
+#: "before the first step finished".
+_GATED_STEP = """
+import os, sys
+READY, HOLD = int(os.environ["NST_TEST_READY_FD"]), int(os.environ["NST_TEST_HOLD_FD"])
+RUN, STEP = int(os.environ["NST_TEST_GATE_RUN"]), int(os.environ["NST_TEST_GATE_STEP"])
+from nstlib import cli
+cli._import_tensorflow_quietly()
+from nstlib import optimize
+real, runs = optimize._Recorder.record, []
+
+def record(self, step, image, losses):
+    if step == 0:
+        runs.append(step)
+    if len(runs) == RUN and step == STEP:
+        os.write(READY, b"1")
+        os.read(HOLD, 1)  # the signal's handler raises here
+    return real(self, step, image, losses)
+
+optimize._Recorder.record = record
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def _signal_at_a_step(argv, sig, cwd, run_number: int = 1, step: int = 0):
+    """Run ``nst ARGV`` in a child (SIGINT and SIGTERM at their defaults), send ``sig``
+    when run ``run_number`` is about to record ``step``; returns (exit code, out, err)."""
+    ready_read, ready_write = os.pipe()
+    hold_read, hold_write = os.pipe()
+    env = {**os.environ, "NST_TEST_READY_FD": str(ready_write),
+           "NST_TEST_HOLD_FD": str(hold_read), "NST_TEST_GATE_RUN": str(run_number),
+           "NST_TEST_GATE_STEP": str(step)}
+    proc = subprocess.Popen([sys.executable, "-c", _GATED_STEP, *map(str, argv)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=cwd, env=env, pass_fds=(ready_write, hold_read),
+                            preexec_fn=_default_signal_dispositions)
+    os.close(ready_write)
+    os.close(hold_read)
+    try:
+        assert os.read(ready_read, 1) == b"1", proc.communicate()  # "" if it exited early
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=PROCESS_TIMEOUT)
+    finally:
+        proc.kill()
+        os.close(ready_read)
+        os.close(hold_write)
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("sig, code, message", [
+    (signal.SIGINT, cli.EXIT_INTERRUPTED, "nst: interrupted"),
+    (signal.SIGTERM, cli.EXIT_TERMINATED, "nst: terminated (SIGTERM)"),
+])
+def test_a_signal_before_the_first_step_is_one_line_and_keeps_the_earlier_result(
+        sig, code, message, pair, tmp_path):
+    content, style = pair
+    out = tmp_path / "o.png"
+    out.write_bytes(b"an earlier result")
+    _record(out).write_text('{"an": "earlier record"}')
+    returned, stdout, err = _signal_at_a_step(["stylize", content, style, "-o", out, *FAST],
+                                              sig, tmp_path)
+    assert returned == code, err
+    assert err == message + "\n" and stdout == ""  # no traceback, no "replacing" line
+    assert out.read_bytes() == b"an earlier result"
+    assert _record(out).read_text() == '{"an": "earlier record"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [content.name, style.name, "o.png", "o.png.json"])
+
+
+@pytest.mark.parametrize("sig, step", [(signal.SIGINT, 0), (signal.SIGTERM, 2)])
+def test_a_batch_stopped_by_a_signal_says_what_is_kept_and_a_rerun_completes_it(
+        sig, step, photos, tmp_path):
+    folder, style = photos
+    out = tmp_path / "out"
+    argv = ["stylize", folder, "--style", style, "-o", out, *FAST]
+    code, stdout, err = _signal_at_a_step(argv, sig, tmp_path, run_number=2, step=step)
+    how, expected = {signal.SIGINT: ("interrupted", cli.EXIT_INTERRUPTED),
+                     signal.SIGTERM: ("terminated (SIGTERM)", cli.EXIT_TERMINATED)}[sig]
+    current = (f"the current image was written to {out / 'b.png'} (status interrupted)"
+               if step else "nothing was written for b.png")
+    assert code == expected, err
+    assert err.splitlines() == [f"nst: {how}: 1 of 2 results complete in {out}; {current}; "
+                                f"re-run the same command to stylize the rest (complete "
+                                f"results are kept)"]
+    summaries = stdout.splitlines()  # one per image written
+    assert [line.split(" (")[0] for line in summaries] == [
+        str(out / "a.png"), *([str(out / "b.png")] if step else [])]
+    assert summaries[-1].endswith(" s") and (not step or "; 1 step in " in summaries[-1])
+    assert json.loads((out / "a.png.json").read_text())["status"] == "completed"
+    if step:  # two rows recorded (steps 0 and 1): one step made
+        partial = json.loads((out / "b.png.json").read_text())
+        assert partial["status"] == "interrupted" and partial["steps_done"] == 1
+    else:
+        assert sorted(p.name for p in out.iterdir()) == ["a.png", "a.png.json"]
+    kept = (out / "a.png").read_bytes(), (out / "a.png.json").stat().st_mtime_ns
+
+    proc = subprocess.run(_cli(*argv), capture_output=True, text=True, cwd=tmp_path,
+                          timeout=PROCESS_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"nst: keeping 1 of 2 results already complete with these settings in {out} "
+        f"(--redo stylizes them again)"] + ([f"nst: replacing the existing {out / 'b.png'} "
+                                             f"and {out / 'b.png.json'}"] if step else [])
+    assert proc.stdout.splitlines()[-1] == (f"nst: 2 of 2 images stylized into {out} (1 kept "
+                                            f"from an earlier run)")
+    assert ((out / "a.png").read_bytes(), (out / "a.png.json").stat().st_mtime_ns) == kept
+    assert json.loads((out / "b.png.json").read_text())["status"] == "completed"
+
+
+def test_a_batch_rerun_redoes_what_changed_and_says_why(photos, tmp_path, capsys):
+    folder, style = photos
+    out = tmp_path / "out"
+    argv = ["stylize", folder, "--style", style, "-o", out, *FAST]
+    assert run(argv, capsys)[0] == 0
+
+    def versions():
+        return {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    first = versions()
+    code, stdout, err = run(argv, capsys)  # everything complete: nothing is run
+    assert code == 0 and versions() == first
+    assert err.splitlines() == [f"nst: keeping 2 of 2 results already complete with these "
+                                f"settings in {out} (--redo stylizes them again)"]
+    assert stdout.splitlines() == [f"nst: 2 of 2 images stylized into {out} (2 kept from an "
+                                   f"earlier run)"]
+    (out / "a.png.json").write_text('{"status": "comp')  # cut short
+    code, _, err = run(argv, capsys)
+    assert code == 0
+    assert err.splitlines()[:2] == [
+        f"nst: {out / 'a.png.json'} is not valid JSON (truncated or damaged: Unterminated "
+        f"string starting at: line 1 column 12 (char 11)); a.png will be stylized again",
+        f"nst: keeping 1 of 2 results already complete with these settings in {out} "
+        f"(--redo stylizes them again)"]
+    assert json.loads((out / "a.png.json").read_text())["status"] == "completed"
+    second = versions()
+    assert second["b.png"] == first["b.png"] and second["a.png"] != first["a.png"]
+    # other settings, or --redo: every image is stylized again
+    for extra in (["--style-weight", "7"], ["--redo"]):
+        before = versions()
+        code, _, err = run([*argv, *extra], capsys)
+        assert code == 0 and "keeping" not in err
+        assert all(versions()[name] != before[name] for name in before)
+    assert json.loads((out / "b.png.json").read_text())["requested"] == {
+        "size": 32, "steps": 3, "weights": "random", "content_layers": ["block2_conv1"],
+        "style_layers": ["block1_conv1", "block2_conv1"]}
+
+
+# damaged results folders and full disks under nst ablate / nst report
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("[]", "holds a list, not a run record (a JSON object)"),
+    ('{"status": "completed"}', "has no run_id, so it is not a run record"),
+    ('{"run_id": "', "is not valid JSON (truncated or damaged: Unterminated string starting "
+                     "at: line 1 column 12 (char 11))"),
+])
+def test_report_names_a_damaged_record_and_lists_its_run_as_not_run(text, problem, tmp_path,
+                                                                   capsys):
+    out = tmp_path / "results"
+    specs = _results_folder(out, completed={0, 1, 2})
+    damaged = ablation.record_path(out, specs[0].run_id)
+    damaged.write_text(text)
+    code, stdout, err = run(["report", out], capsys)
+    assert code == 0
+    assert err.splitlines() == [f"nst: {damaged} {problem}; run #1 is listed as not run (nst "
+                                f"ablate on {out} runs it again)"]
+    assert stdout.split() == [str(out / n) for n in ("images.png", "metrics.png",
+                                                      "results.md", "results.csv")]
+    with open(out / "results.csv", newline="") as handle:
+        assert [r["status"] for r in csv.DictReader(handle)] == ["pending", "completed",
+                                                                 "completed"]
+    markdown = (out / "results.md").read_text()
+    assert "3 runs: 2 completed, 0 failed, 1 not run." in markdown
+    assert f"* run #1 `{specs[0].run_id}` is listed as not run: {damaged} {problem}" in markdown
+    assert damaged.read_text() == text  # a report changes no record
+
+
+class _PayloadBackend:
+    """An in-process backend: every run "completes" at once with a small real PNG."""
+
+    slots = 1
+
+    def submit(self, config, out_dir, base_dir):
+        import concurrent.futures
+
+        rid = ablation.run_id(config)
+        png = io.BytesIO()
+        Image.fromarray(np.full((32, 32, 3), 99, np.uint8)).save(png, format="PNG")
+        record = {"run_id": rid, "config": config, "status": "completed", "error": None,
+                  "final": {"step": 3, "total": 1.5, "content": 1.0, "style": 0.5, "tv": 0.0},
+                  "history": {"seconds": [0.0, 1.0], "total": [3.0, 1.5]}, "metrics": {},
+                  "weights_source": "random", "environment": {"host": "h"}}
+        future = concurrent.futures.Future()
+        future.set_result({"record": record, "png": png.getvalue()})
+        return future
+
+    def wait_first(self, futures):
+        return set(futures)
+
+    def cancel(self, futures):
+        pass
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def payload_backend(monkeypatch):
+    from nstlib.ablation import runner
+
+    monkeypatch.setattr(runner, "make_backend", lambda *args: _PayloadBackend())
+
+
+def test_ablate_names_a_damaged_record_then_runs_it_again(tmp_path, capsys, payload_backend):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump(GRID, sort_keys=False))
+    out = tmp_path / "results"
+    specs = ablation.load_grid(GRID).expand()
+    (out / "runs").mkdir(parents=True)
+    damaged = ablation.record_path(out, specs[1].run_id)
+    damaged.write_text("[]")
+    code, stdout, err = run(["ablate", grid, "-o", out, "--no-progress"], capsys)
+    assert code == 0
+    assert err.splitlines() == [f"nst: {damaged} holds a list, not a run record (a JSON "
+                                f"object); run {specs[1].run_id} will be run again and that "
+                                f"file replaced"]
+    assert stdout.startswith("2 runs (2 completed)")
+    assert json.loads(damaged.read_text())["status"] == "completed"
+
+
+def test_a_full_disk_during_ablate_keeps_finished_runs_and_says_how_to_resume(
+        tmp_path, capsys, payload_backend, monkeypatch):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump(GRID, sort_keys=False))
+    out = tmp_path / "results"
+    first, second = (spec.run_id for spec in ablation.load_grid(GRID).expand())
+    disk_full_for(monkeypatch, f"{second}.json")
+    code, stdout, err = run(["ablate", grid, "-o", out, "--no-progress"], capsys)
+    assert code == cli.EXIT_FAILED and stdout == ""
+    assert err.splitlines() == [
+        f"nst: error: could not write {out / 'runs' / second}.json (No space left on "
+        f"device); 1 of 2 runs complete in {out} (1 finished by this call); free some "
+        f"space, then re-run the same command to resume"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [f"{first}.json",
+                                                                f"{first}.png"]  # no image
+    # without its record, no temporary file, no claim left
+    monkeypatch.undo()
+    from nstlib.ablation import runner
+
+    monkeypatch.setattr(runner, "make_backend", lambda *args: _PayloadBackend())
+    code, stdout, err = run(["ablate", grid, "-o", out, "--no-progress"], capsys)
+    assert code == 0 and err == ""
+    assert stdout.startswith("2 runs (2 completed, 1 already complete)")
+
+
+def test_a_full_disk_during_report_changes_nothing_and_says_so(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "results"
+    _results_folder(out, completed={0, 1})
+    (out / "results.csv").write_text("the table of an earlier collection\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    disk_full_for(monkeypatch, "metrics.png")
+    code, stdout, err = run(["report", out], capsys)
+    assert code == cli.EXIT_FAILED and stdout == ""
+    assert err.splitlines() == [
+        f"nst: error: could not write {out / 'metrics.png'} (No space left on device); the "
+        f"report and table in {out} are as they were; free some space, then re-run nst "
+        f"report {out}"]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not (out / "results.md").exists() and not list(out.glob(".*.tmp"))
+
+
+def test_a_grid_with_a_seed_too_large_for_noise_fails_when_it_loads():
+    with pytest.raises(ablation.GridError, match=r"seed must be below 2\*\*63"):
+        ablation.load_grid({**GRID, "fixed": {**GRID["fixed"], "init": "noise",
+                                              "seed": 2**63}})

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
 from pathlib import Path
 
 import pytest
+from fs_helpers import disk_full_for
 
-from nstlib._io import atomic_open, atomic_path, atomic_write_bytes, atomic_write_text, write_json
+from nstlib._io import (
+    atomic_open,
+    atomic_path,
+    atomic_write_all,
+    atomic_write_bytes,
+    atomic_write_text,
+    write_json,
+)
 
 
 @pytest.fixture
@@ -112,3 +121,41 @@ def test_the_destination_appears_only_by_rename(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", spy)
     atomic_write_bytes(b"complete", tmp_path / "out.bin")
     assert seen == [(tmp_path, b"complete", False)]
+
+
+def test_a_full_disk_is_reported_naming_the_destination(tmp_path, monkeypatch):
+    target = tmp_path / "figure.png"
+    target.write_bytes(b"old")
+    disk_full_for(monkeypatch, "figure.png")  # the kernel refuses the write: ENOSPC
+    with pytest.raises(OSError) as info:
+        atomic_write_bytes(b"new figure", target)
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(target))
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.png"]
+
+
+def test_write_all_replaces_nothing_unless_every_file_is_written(tmp_path, monkeypatch):
+    image, record = tmp_path / "x.png", tmp_path / "x.png.json"
+    image.write_bytes(b"old image")
+    record.write_bytes(b"old record")
+    disk_full_for(monkeypatch, "x.png.json")  # the image fits, the record does not
+    with pytest.raises(OSError) as info:
+        atomic_write_all([(image, b"new image"), (record, b"new record")])
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(record))
+    assert (image.read_bytes(), record.read_bytes()) == (b"old image", b"old record")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png", "x.png.json"]
+    monkeypatch.undo()
+    assert atomic_write_all([(image, b"new image"), (tmp_path / "sub" / "r", b"r")]) == [
+        image, tmp_path / "sub" / "r"]
+    assert (image.read_bytes(), (tmp_path / "sub" / "r").read_bytes()) == (b"new image", b"r")
+
+
+def test_write_all_renames_in_the_order_given(tmp_path, monkeypatch):
+    """The record goes last: seen from outside, a new record never precedes its image."""
+    from nstlib import _io
+
+    renamed, real = [], os.replace
+    monkeypatch.setattr(_io.os, "replace", lambda a, b: (renamed.append(Path(b).name),
+                                                         real(a, b)))
+    atomic_write_all([(tmp_path / "b.png", b"1"), (tmp_path / "a.json", b"2")])
+    assert renamed == ["b.png", "a.json"]

@@ -240,7 +240,7 @@ def small_result():
 def test_save_writes_image_and_json_record(tmp_path, small_result):
     image_path, record_path = small_result.save(tmp_path / "out" / "result.png")
     assert image_path == tmp_path / "out" / "result.png"
-    assert record_path == tmp_path / "out" / "result.json"
+    assert record_path == tmp_path / "out" / "result.png.json"
     with Image.open(image_path) as pil:
         np.testing.assert_array_equal(np.asarray(pil), to_uint8(small_result.image))
     record = json.loads(record_path.read_text())
@@ -248,12 +248,14 @@ def test_save_writes_image_and_json_record(tmp_path, small_result):
     assert record["status"] == "completed"
     assert len(record["history"]["total"]) == 3
     assert record["final"]["total"] == pytest.approx(small_result.history["total"][-1])
-    assert sorted(p.name for p in image_path.parent.iterdir()) == ["result.json", "result.png"]
+    assert record["image"] == "result.png"
+    assert sorted(p.name for p in image_path.parent.iterdir()) == ["result.png",
+                                                                   "result.png.json"]
 
 
 def test_save_record_is_atomic(tmp_path, small_result, monkeypatch):
     image_path, record_path = small_result.save(tmp_path / "run.jpg")
-    assert record_path == tmp_path / "run.json"
+    assert record_path == tmp_path / "run.jpg.json"
     old_record = record_path.read_text()
 
     def broken_dump(*args, **kwargs):
@@ -263,7 +265,7 @@ def test_save_record_is_atomic(tmp_path, small_result, monkeypatch):
     with pytest.raises(OSError, match="simulated"):
         transfer.write_json({"new": 1}, record_path)
     assert record_path.read_text() == old_record
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.jpg", "run.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.jpg", "run.jpg.json"]
 
 
 def test_save_refuses_to_overwrite_an_input(tmp_path, small_result):

@@ -144,7 +144,7 @@ def run_panels(size: int, steps: int, quick: bool, workdir: Path) -> tuple[dict,
         raise RuntimeError(f"nst {' '.join(argv)} exited with {code}")
     for name in BATCH:
         images[f"batch_{name}"] = nstlib.load_image(batch_dir / f"{name}.png")
-        records.append(json.loads((batch_dir / f"{name}.json").read_text()))
+        records.append(json.loads((batch_dir / f"{name}.png.json").read_text()))
     _say(f"      {time.perf_counter() - started:.0f} s")
     for number, (key, job) in enumerate(jobs, start=2):
         _say(f"[{number}/{len(jobs) + 1}] {key} ...")

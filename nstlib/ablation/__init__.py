@@ -42,7 +42,11 @@ the lock has gone ``STALE_CLAIM_SECONDS`` (15 minutes) without the refresh its r
 makes every minute (``nstlib.ablation.worker.claim``). Each run's lock is removed when it
 finishes, and every lock of a runner when it stops.
 Ctrl-C or SIGTERM ends the workers, keeps every finished run and releases the claims
-(``GridInterrupted``); re-running completes the rest.
+(``GridInterrupted``); so does a result that cannot be written, e.g. on a full disk
+(``GridWriteError``: a run's image and record are replaced together or not at all);
+re-running completes the rest. A record that is damaged (cut short, not a JSON object,
+another run's) counts as no record: ``AblationResult.damaged`` says which and why, and the
+run is run again.
 
 Relative image paths in a grid file are resolved against the file's folder; sample names
 (``nstlib.sample_names()``) work as they do in ``stylize``.
@@ -101,13 +105,16 @@ from nstlib.ablation.runner import (
     TABLE_TAIL,
     AblationResult,
     GridInterrupted,
+    GridWriteError,
     collect,
+    damaged_records,
     load_results,
     read_table,
     run_grid,
     save_grid,
     stored_specs,
     summary_line,
+    table_files,
     table_row,
     write_table,
 )
@@ -130,6 +137,7 @@ from nstlib.ablation.worker import (
     read_claim,
     read_record,
     record_path,
+    record_problem,
     refresh_claim,
     release_claim,
     tensorflow_import_silenced,
@@ -168,6 +176,7 @@ __all__ = [
     "record_path",
     "image_path",
     "read_record",
+    "record_problem",
     "is_complete",
     "persist",
     "STALE_CLAIM_SECONDS",
@@ -185,10 +194,13 @@ __all__ = [
     "varying_keys",
     "short_label",
     "write_table",
+    "table_files",
     "read_table",
     "AblationResult",
     "GridInterrupted",
+    "GridWriteError",
     "collect",
+    "damaged_records",
     "save_grid",
     "load_results",
     "stored_specs",

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nstlib._io import atomic_write_bytes
+from nstlib._io import atomic_write_all
 from nstlib.ablation.grid import canonical_config, format_value, run_id, short_label, varying_keys
-from nstlib.ablation.runner import TABLE_FILE, AblationResult, load_results
+from nstlib.ablation.runner import TABLE_FILE, AblationResult, load_results, table_files
 from nstlib.ablation.worker import COMPLETED, FAILED, PENDING, RUNS_DIR, image_path
 
 
@@ -163,7 +163,8 @@ def plot_loss_vs_time(result: AblationResult, ax=None):
     for i, (spec, row) in enumerate(zip(result.specs, result.rows, strict=True)):
         record = result.record(spec.run_id) if row["status"] == COMPLETED else None
         history = (record or {}).get("history") or {}
-        if history.get("seconds"):
+        if history.get("seconds") and len(history.get("total") or ()) == len(
+                history["seconds"]):
             ax.plot(history["seconds"], history["total"],
                     label=f"#{i + 1} {short_label(spec, keys)}")
             totals += history["total"]
@@ -178,7 +179,8 @@ def plot_loss_vs_time(result: AblationResult, ax=None):
 
 def _plot_tradeoff(result: AblationResult, ax) -> None:
     points = [(i, row) for i, row in enumerate(result.rows) if row["status"] == COMPLETED
-              and row.get("style_distance") is not None]
+              and all(isinstance(row.get(k), int | float)
+                      for k in ("content_distance", "style_distance"))]
     for i, row in points:
         ax.scatter(row["content_distance"], row["style_distance"], color="darkorange")
         ax.annotate(f"#{i + 1}", (row["content_distance"], row["style_distance"]),
@@ -248,32 +250,48 @@ def markdown_report(result: AblationResult, figures: Sequence[str] = ()) -> str:
             error = str(row.get("error"))
             error = error if len(error) <= 200 else error[:200] + "... (see its record)"
             text.append(f"* run #{i + 1} `{row['run_id']}` failed: {error}")
+        elif row["run_id"] in result.damaged:
+            text.append(f"* run #{i + 1} `{row['run_id']}` is listed as not run: "
+                        f"{result.damaged[row['run_id']]}")
     return "\n".join(text).rstrip() + "\n"
 
 
-def write_report(out_dir) -> dict[str, Path]:
-    """Write ``images.png``, ``metrics.png`` and ``results.md`` into a results folder.
+def write_report(out_dir, result: AblationResult | None = None) -> dict[str, Path]:
+    """Write ``images.png``, ``metrics.png``, ``results.md`` and the table into a results
+    folder.
 
-    With no completed run there is nothing to plot: only ``results.md`` is written (the
-    table, and each failed run's error), and earlier figures are left as they are.
+    Everything is drawn and written out in full before any file is replaced
+    (``_io.atomic_write_all``), so a failure (a full disk, a damaged folder) leaves the
+    previous report and table as they were. With no completed run there is nothing to
+    plot: only ``results.md`` and the table are written (with each failed run's error),
+    and earlier figures are left as they are.
+
+    Args:
+        out_dir: The results folder.
+        result: Its ``load_results(out_dir, write=False)``, if already read.
 
     Returns:
         {"images": path, "metrics": path, "markdown": path, "table": results.csv path},
         without "images" and "metrics" when no run has completed.
+
+    Raises:
+        OSError: a file could not be written; ``filename`` is the destination.
     """
     import matplotlib.pyplot as plt
 
-    result = load_results(out_dir)
+    result = load_results(out_dir, write=False) if result is None else result
     out_dir = Path(out_dir)
-    paths = {}
+    files = {}
     plots = (("images", plot_image_grid), ("metrics", plot_metrics))
     for name, plot in plots if any(r["status"] == COMPLETED for r in result.rows) else ():
         fig = plot(result)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=110)
         plt.close(fig)
-        paths[name] = atomic_write_bytes(buffer.getvalue(), out_dir / f"{name}.png")
-    text = markdown_report(result, [p.name for p in paths.values()])
-    paths["markdown"] = atomic_write_bytes(text.encode("utf-8"), out_dir / "results.md")
-    paths["table"] = result.table_paths[0]
-    return paths
+        files[name] = (out_dir / f"{name}.png", buffer.getvalue())
+    text = markdown_report(result, [path.name for path, _ in files.values()])
+    files["markdown"] = (out_dir / "results.md", text.encode("utf-8"))
+    table = table_files(result.rows, out_dir, result.grid.swept_keys)
+    atomic_write_all([*files.values(), *table])
+    result.table_paths = [path for path, _ in table]
+    return {**{name: path for name, (path, _) in files.items()}, "table": table[0][0]}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from nstlib._io import atomic_write_bytes
+from nstlib._io import atomic_write_all, atomic_write_bytes
 from nstlib.ablation.backends import check_scheduler, make_backend
 from nstlib.ablation.grid import Grid, GridError, RunSpec, load_grid, parse_grid
 from nstlib.ablation.worker import (
@@ -38,6 +38,7 @@ from nstlib.ablation.worker import (
     persist,
     read_record,
     record_path,
+    record_problem,
     refresh_claim,
     release_claim,
 )
@@ -88,24 +89,30 @@ def write_table(rows: Sequence[dict], out_dir, swept: Sequence[str] = ()) -> lis
     Returns:
         The paths written.
     """
+    return atomic_write_all(table_files(rows, out_dir, swept))
+
+
+def table_files(rows: Sequence[dict], out_dir,
+                swept: Sequence[str] = ()) -> list[tuple[Path, bytes]]:
+    """(path, bytes) of ``results.csv`` and, when pyarrow imports, ``results.parquet``."""
     columns = _columns(rows, swept)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: "" if row.get(k) is None else _cell(row.get(k)) for k in columns})
-    paths = [atomic_write_bytes(buffer.getvalue().encode("utf-8"), Path(out_dir) / TABLE_FILE)]
+    files = [(Path(out_dir) / TABLE_FILE, buffer.getvalue().encode("utf-8"))]
     try:
         import pandas as pd
         import pyarrow  # noqa: F401
     except ImportError:
-        return paths
+        return files
     frame = pd.DataFrame([{k: _cell(row.get(k)) for k in columns} for row in rows],
                          columns=columns)
     parquet = io.BytesIO()
     frame.to_parquet(parquet, index=False)
-    paths.append(atomic_write_bytes(parquet.getvalue(), Path(out_dir) / "results.parquet"))
-    return paths
+    files.append((Path(out_dir) / "results.parquet", parquet.getvalue()))
+    return files
 
 
 def read_table(out_dir):
@@ -131,7 +138,9 @@ class AblationResult:
         left: Ids of the runs left to another runner on the same folder: claimed by it, or
             finished by it after this call started. Their rows show whatever it has
             finished by the time this call collected the table.
-        table_paths: ``results.csv`` (and ``results.parquet``).
+        table_paths: ``results.csv`` (and ``results.parquet``); empty when not written.
+        damaged: Run id -> one line naming its damaged record and what is wrong
+            (``worker.record_problem``); such a run's row says "pending".
     """
 
     grid: Grid
@@ -142,6 +151,7 @@ class AblationResult:
     skipped: list = field(default_factory=list)
     left: list = field(default_factory=list)
     table_paths: list = field(default_factory=list)
+    damaged: dict = field(default_factory=dict)
 
     @property
     def failed(self) -> list[str]:
@@ -175,12 +185,21 @@ def stored_specs(grid: Grid, out_dir) -> list[RunSpec]:
     return specs
 
 
-def collect(grid: Grid, out_dir) -> AblationResult:
-    """Read every run's record from a results folder and write the table."""
+def collect(grid: Grid, out_dir, *, write: bool = True) -> AblationResult:
+    """Read every run's record from a results folder and (unless ``write=False``) write
+    the table. A damaged record counts as none (its run is "pending") and is listed in
+    ``AblationResult.damaged``."""
     specs = stored_specs(grid, out_dir)
     rows = [table_row(spec, read_record(out_dir, spec.run_id)) for spec in specs]
-    paths = write_table(rows, out_dir, grid.swept_keys)
-    return AblationResult(grid, specs, Path(out_dir), rows, table_paths=paths)
+    paths = write_table(rows, out_dir, grid.swept_keys) if write else []
+    return AblationResult(grid, specs, Path(out_dir), rows, table_paths=paths,
+                          damaged=damaged_records(specs, out_dir))
+
+
+def damaged_records(specs: Sequence[RunSpec], out_dir) -> dict[str, str]:
+    """Run id -> what is wrong with its record, for the runs whose record is damaged."""
+    found = {spec.run_id: record_problem(out_dir, spec.run_id) for spec in specs}
+    return {rid: problem for rid, problem in found.items() if problem is not None}
 
 
 def save_grid(grid: Grid, out_dir) -> Path:
@@ -190,8 +209,12 @@ def save_grid(grid: Grid, out_dir) -> Path:
     return atomic_write_bytes(text.encode("utf-8"), Path(out_dir) / GRID_FILE)
 
 
-def load_results(out_dir) -> AblationResult:
+def load_results(out_dir, *, write: bool = True) -> AblationResult:
     """The grid and records of a results folder written by ``run_grid``.
+
+    Args:
+        out_dir: The results folder.
+        write: Rewrite ``results.csv`` from the records (``collect``).
 
     Raises:
         GridError: the folder has no ``grid.yaml``.
@@ -202,7 +225,7 @@ def load_results(out_dir) -> AblationResult:
                         f"`nst ablate GRID.yaml -o {out_dir}` first")
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     base_dir = data.pop("base_dir", None)
-    return collect(parse_grid(data, str(path), base_dir), out_dir)
+    return collect(parse_grid(data, str(path), base_dir), out_dir, write=write)
 
 
 def _lost_run(spec: RunSpec, error: BaseException) -> dict:
@@ -214,6 +237,24 @@ def _lost_run(spec: RunSpec, error: BaseException) -> dict:
               "final": {}, "seed": spec.config.get("seed"), "environment": environment,
               "host": None, "image": f"{spec.run_id}.png"}
     return {"record": record, "png": None}
+
+
+class GridWriteError(OSError):
+    """``run_grid`` stopped because a result could not be written (e.g. a full disk).
+
+    The workers are ended and every run finished before it is on disk; the run whose
+    files failed has neither (no image without its record), and re-running resumes.
+
+    Attributes:
+        errno, strerror, filename: Those of the failed write (``filename`` is the
+            destination, never a temporary file).
+        result: The ``AblationResult`` collected after stopping (its ``table_paths`` are
+            empty when the table could not be written either).
+    """
+
+    def __init__(self, error: OSError, result: AblationResult | None = None):
+        super().__init__(error.errno, error.strerror or str(error), error.filename)
+        self.result = result
 
 
 class GridInterrupted(KeyboardInterrupt):
@@ -396,6 +437,8 @@ def run_grid(grid, out_dir, *, workers: int | None = None, scheduler=None, backe
         GridError: invalid grid. GridInterrupted (a KeyboardInterrupt): Ctrl-C or, in the
             main thread, SIGTERM; the workers are ended, every run finished before it is
             on disk, the claims are released and the table is written (``.result``).
+        GridWriteError (an OSError): a result could not be written (a full disk); the
+            same, and the failed run has neither image nor record (``.result``).
     """
     from tqdm.auto import tqdm
 
@@ -418,15 +461,22 @@ def run_grid(grid, out_dir, *, workers: int | None = None, scheduler=None, backe
             if pending:
                 base_dir = None if grid.base_dir is None else str(grid.base_dir)
                 _execute(backend, pending, out_dir, base_dir, bar, executed, left)
-        except KeyboardInterrupt as err:
+        except (KeyboardInterrupt, OSError) as err:
             stop = err
         finally:
             disarm()
             bar.close()
             if owned and backend is not None:
                 backend.close()
-            result = collect(grid, out_dir)
+            try:
+                result = collect(grid, out_dir)
+            except OSError as err:  # the disk that stopped a run may refuse the table too
+                if stop is None:
+                    stop = err
+                result = collect(grid, out_dir, write=False)
     result.executed, result.skipped, result.left = executed, skipped, left
+    if isinstance(stop, OSError):
+        raise GridWriteError(stop, result) from None
     if stop is not None:
         raise GridInterrupted(getattr(stop, "signum", signal.SIGINT), result) from None
     return result

@@ -17,8 +17,9 @@ import traceback
 import uuid
 from pathlib import Path
 
-from nstlib._io import atomic_write_bytes, write_json
+from nstlib._io import atomic_write_all, json_bytes
 from nstlib.ablation.grid import INPUTS, OPTIONAL_INPUTS, run_id
+from nstlib.records import RecordError, load_record
 from nstlib.settings import StylizeConfig
 
 RUNS_DIR = "runs"
@@ -196,31 +197,65 @@ def image_path(out_dir, rid: str) -> Path:
     return Path(out_dir) / RUNS_DIR / f"{rid}.png"
 
 
-def read_record(out_dir, rid: str) -> dict | None:
-    """A run's record, or None when it is missing or unreadable."""
+def _load(out_dir, rid: str) -> tuple[dict | None, str | None]:
+    """(the run's record, None) when it is usable; (None, what is wrong with the file) when
+    it is damaged; (None, None) when there is none."""
+    path = record_path(out_dir, rid)
     try:
-        return json.loads(record_path(out_dir, rid).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        record = load_record(path)
+    except FileNotFoundError:
+        return None, None
+    except RecordError as err:
+        return None, str(err)
+    status, found = record.get("status"), record.get("run_id", None)
+    if found != rid:
+        return None, (f"{path} has no run_id, so it is not a run record" if found is None
+                      else f"{path} is the record of run {found!r}, not of {rid}")
+    if status not in (COMPLETED, FAILED, INTERRUPTED):
+        return None, f"{path} has no valid status (got {status!r})"
+    for key in ("final", "history", "metrics", "config"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            return None, f"{path} has a {key!r} that is not a JSON object"
+    total = (record.get("final") or {}).get("total")
+    if status == COMPLETED and (isinstance(total, bool) or not isinstance(total, int | float)):
+        return None, f"{path} says completed but has no final loss"
+    return record, None
+
+
+def read_record(out_dir, rid: str) -> dict | None:
+    """A run's record, or None when it is missing or damaged (``record_problem`` says
+    how): not JSON (e.g. cut short), not a JSON object, another run's, no valid status,
+    or "completed" without its final losses."""
+    return _load(out_dir, rid)[0]
+
+
+def record_problem(out_dir, rid: str) -> str | None:
+    """One line naming a run's damaged record and what is wrong; None when the record is
+    usable or missing. A damaged record counts as no record: the run is not run yet."""
+    return _load(out_dir, rid)[1]
 
 
 def is_complete(out_dir, rid: str) -> bool:
     """True when the run's record says "completed" and its image exists."""
     record = read_record(out_dir, rid)
     return (record is not None and record.get("status") == COMPLETED
-            and record.get("run_id") == rid and image_path(out_dir, rid).is_file())
+            and image_path(out_dir, rid).is_file())
 
 
 def persist(payload: dict, out_dir) -> None:
-    """Write a run's image (if any) and then its record, each atomically.
+    """Write a run's image (if any) and its record, replacing both only once both are
+    fully written (``_io.atomic_write_all``), the record last.
 
-    The record goes last, so a record that says "completed" always has its image.
+    So a record that says "completed" always has its image, and a write that fails (a
+    full disk) leaves neither a new image without its record nor a temporary file.
+
+    Raises:
+        OSError: the write failed; ``filename`` is the destination that failed.
     """
     record = payload["record"]
     rid = record["run_id"]
-    if payload.get("png") is not None:
-        atomic_write_bytes(payload["png"], image_path(out_dir, rid))
-    write_json(record, record_path(out_dir, rid))
+    files = [] if payload.get("png") is None else [(image_path(out_dir, rid), payload["png"])]
+    atomic_write_all([*files, (record_path(out_dir, rid), json_bytes(record))])
 
 
 # ----------------------------------------------------------------------------- claims
