@@ -821,7 +821,9 @@ def cmd_ablate(args) -> int:
     except ablation.GridInterrupted as stop:
         rows = stop.result.rows if stop.result is not None else []
         complete = sum(row["status"] == ablation.COMPLETED for row in rows)
-        finished = len(stop.result.executed) if stop.result is not None else 0
+        # Counted from the records on disk: a worker may have written its record just
+        # before the signal, when this process had not yet heard of it.
+        finished = complete - (len(stop.result.skipped) if stop.result is not None else 0)
         how = "interrupted" if stop.signum == signal.SIGINT else "stopped by SIGTERM"
         print(f"nst: {how}: {finished} run(s) finished before it, {complete} of {len(rows)} "
               f"complete in {args.output_dir}; re-run the same command to complete the rest",
