@@ -4,6 +4,20 @@
 ``History``, stops with ``NonFiniteLossError`` (keeping the last finite image) when a
 loss becomes NaN or infinite, returns the current image on Ctrl-C, and calls
 ``callbacks`` after every step (a callback returning True stops the run).
+
+The step functions are traced with ``tf.function(autograph=False)``: they are straight-line
+TensorFlow code and need no AutoGraph, and AutoGraph would convert each one from the text
+of its source file *as that file reads when the function is first traced*, not from the
+code that was imported. A process that outlives an edit of the installed library (an
+editable install changed by a merge or a ``git checkout`` during an hour-long benchmark, a
+notebook kernel left open) then traced whatever function the edited file holds at the old
+line numbers: ``benchmarks/time_to_image.py`` failed in its last (L-BFGS) leg with
+"tf__step() takes 0 positional arguments but 1 was given", the Keras step read in
+place of ``value_and_grad`` (reproduced by tests/test_optimize.py,
+``test_runs_do_not_read_the_source_after_an_edit``).
+The loss function is therefore called as plain Python inside the trace: tensor-dependent
+choices in it must be TensorFlow ops (``tf.where``, ``tf.cond``), or it can be a
+``tf.function`` itself.
 """
 
 from __future__ import annotations
@@ -222,7 +236,9 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
 
     Args:
         loss_fn: Maps a (1, H, W, 3) image to a dict of scalar tensors with a "total"
-            key (others are recorded too). It must be traceable by ``tf.function``.
+            key (others are recorded too). It is traced by ``tf.function`` without
+            AutoGraph (module docstring): Python ``if``/``while`` on tensors must be
+            ``tf.cond``/``tf.while_loop``, or the function a ``tf.function`` itself.
         init: (1, H, W, 3) float32 starting image in [0, 1].
         steps: Number of updates (L-BFGS: iterations, each one or more evaluations).
         optimizer: A name of ``OPTIMIZER_SPECS`` (case-insensitive) or its record, or a
@@ -372,7 +388,7 @@ def _format(losses: dict) -> str:
 def _minimize_keras(loss_fn, init, steps, opt, lr, callbacks, bar) -> OptimizationResult:
     image = tf.Variable(init, trainable=True)
 
-    @tf.function
+    @tf.function(autograph=False)  # see the module docstring
     def step():
         before = tf.identity(image)
         with tf.GradientTape() as tape:
@@ -402,7 +418,7 @@ def _minimize_keras(loss_fn, init, steps, opt, lr, callbacks, bar) -> Optimizati
 def _minimize_lbfgs(loss_fn, init, steps, callbacks, bar) -> OptimizationResult:
     shape = init.shape
 
-    @tf.function
+    @tf.function(autograph=False)  # see the module docstring
     def value_and_grad(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
