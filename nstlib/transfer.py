@@ -355,7 +355,8 @@ def _run_stage(config: StylizeConfig, stage: Stage, extractor: FeatureExtractor,
     outcome = minimize(objective, start, steps=stage.steps, optimizer=config.optim.optimizer,
                        learning_rate=config.optim.learning_rate,
                        schedule=config.optim.schedule_used(), callbacks=callbacks,
-                       progress=progress, description=_bar_label(config, stage))
+                       progress=progress, description=_bar_label(config, stage),
+                       guard=config.optim.guard_used())
     return outcome, content_image, style_images, started
 
 
@@ -377,6 +378,7 @@ def run_record(config: StylizeConfig, stages: list[Stage], content, style,
     flat.update(size=stages[-1].size, style_size=style_size,
                 steps=stages[0].steps if config.scales is None else [s.steps for s in stages],
                 learning_rate=outcome.learning_rate, schedule=config.optim.schedule_used(),
+                guard=config.optim.guard_used(),
                 weights=str(config.network.weights))
     return {"content": _describe_source(content), "style": _describe_source(style), **flat,
             "weights_source": extractor.weights_source,
