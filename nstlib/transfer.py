@@ -37,8 +37,10 @@ class StylizeResult:
     """Outcome of ``stylize``.
 
     Attributes:
-        image: (1, H, W, 3) float32 in [0, 1].
-        history: Per-step total, content, style and tv losses and elapsed seconds.
+        image: (1, H, W, 3) float32 in [0, 1] (under the guard, the image of lowest loss
+            seen: ``optimize.minimize``).
+        history: Per-step total, content, style and tv losses and elapsed seconds (every
+            step's row; ``history.kept`` is the returned image's row when not the last).
         config: The run record, a plain dict (``run_record``; not a ``StylizeConfig``,
             which ``StylizeConfig.from_record`` rebuilds from it): every setting by flat
             name (``StylizeConfig.to_flat``), the inputs, image sizes, resolved weights
@@ -52,7 +54,9 @@ class StylizeResult:
 
     @property
     def losses(self) -> dict:
-        """Final losses (the last history row)."""
+        """The returned image's losses: the last history row, or under the guard the row
+        of the lowest loss when that came earlier (``History.final``; its "step" says
+        which)."""
         return self.history.final
 
     def record(self) -> dict:
