@@ -150,7 +150,10 @@ def tutorial_trainer(loss_fn, init):
     image = tf.Variable(init)
     opt = tutorial_optimizer()
 
-    @tf.function()
+    # autograph=False: for this straight-line step the same graph as the tutorial's
+    # @tf.function(), and nothing is read from this file when it is traced (a file
+    # edited during a long run would be; see nstlib.optimize's docstring)
+    @tf.function(autograph=False)
     def train_step():
         with tf.GradientTape() as tape:
             loss = loss_fn(image)["total"]
@@ -176,7 +179,7 @@ def limit_conv(dtype: str = "float32"):
     kernel = tf.random.stateless_normal((3, 3, c_in, c_out), seed=[3, 4]) * 0.03
     x, kernel = tf.cast(x, dtype), tf.cast(kernel, dtype)
 
-    @tf.function
+    @tf.function(autograph=False)  # as train_step
     def conv():
         y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
         return y[0, 0, 0, 0]  # a tiny slice: the whole convolution runs, little is copied

@@ -133,7 +133,9 @@ def _forward_passes(last_layer: str, size: int, compute_dtype: str,
     passes = {}
     for form in conv_choice.FORMS:
         model = build_vgg(last_layer, dtype=dtype, conv_impl=form, network=network)
-        forward = tf.function(lambda m=model: m(image)[last_layer])
+        # autograph=False: as for optimize's steps (its module docstring), nothing is
+        # read from the source file when this is traced
+        forward = tf.function(lambda m=model: m(image)[last_layer], autograph=False)
         passes[form] = lambda f=forward: f().numpy()
     return passes
 

@@ -4,6 +4,20 @@
 ``History``, stops with ``NonFiniteLossError`` (keeping the last finite image) when a
 loss becomes NaN or infinite, returns the current image on Ctrl-C, and calls
 ``callbacks`` after every step (a callback returning True stops the run).
+
+The step functions are traced with ``tf.function(autograph=False)``: they are straight-line
+TensorFlow code and need no AutoGraph, and AutoGraph would convert each one from the text
+of its source file *as that file reads when the function is first traced*, not from the
+code that was imported. A process that outlives an edit of the installed library (an
+editable install changed by a merge or a ``git checkout`` during an hour-long benchmark, a
+notebook kernel left open) then traced whatever function the edited file holds at the old
+line numbers: ``benchmarks/time_to_image.py`` failed in its last (L-BFGS) leg with
+"tf__step() takes 0 positional arguments but 1 was given", the Keras step read in
+place of ``value_and_grad`` (reproduced by tests/test_optimize.py,
+``test_runs_do_not_read_the_source_after_an_edit``).
+The loss function is therefore called as plain Python inside the trace: tensor-dependent
+choices in it must be TensorFlow ops (``tf.where``, ``tf.cond``), or it can be a
+``tf.function`` itself.
 """
 
 from __future__ import annotations
@@ -46,6 +60,13 @@ COSINE_LEARNING_RATES = {name: spec.cosine_learning_rate
 #: Backtracking of the plain-gradient default rate: accept a rate when its first step
 #: achieves at least this fraction of the decrease predicted by the gradient (Armijo).
 ARMIJO_FRACTION = 0.5
+#: The same test for the first step of an adaptive optimizer under the guard: any decrease
+#: beyond 1e-4 of the predicted one (the usual c1 of Nocedal & Wright). Adam's first step
+#: moves every pixel by about its rate whatever the gradient's size, so the first-order
+#: prediction overstates the decrease (achieved/predicted 0.13-0.16 for the default's
+#: first step on the bundled pair at 128-256 px, which lowers the loss there by a third);
+#: 0.5 would shrink that tuned rate where it works.
+ADAPTIVE_ARMIJO_FRACTION = 1e-4
 MAX_HALVINGS = 40
 COSINE_FINAL_FRACTION = 0.05
 LOSS_KEYS = ("total", "content", "style", "tv")
@@ -73,9 +94,13 @@ class History:
 
     Row k holds the losses of the image after k updates and the seconds spent to
     produce it (compilation included in row 1 onwards, since it happens in step 0).
+    Every evaluated image has its row, also under ``minimize``'s guard: when the guard
+    returns an earlier image than the last, ``kept`` is that image's row and ``final``
+    its losses.
     """
 
     rows: list = field(default_factory=list)
+    kept: int | None = None
 
     def append(self, step: int, losses: dict, seconds: float) -> None:
         self.rows.append({"step": step, **{k: float(v) for k, v in losses.items()},
@@ -90,8 +115,11 @@ class History:
 
     @property
     def final(self) -> dict:
-        """The last row (losses of the returned image)."""
-        return dict(self.rows[-1]) if self.rows else {}
+        """The losses of the returned image: the last row, or row ``kept`` where the
+        guard kept an earlier image (its "step" says which)."""
+        if not self.rows:
+            return {}
+        return dict(self.rows[-1 if self.kept is None else self.kept])
 
     def to_dict(self) -> dict[str, list]:
         """Columns as lists (JSON-ready)."""
@@ -112,6 +140,8 @@ class History:
         history = cls()
         for value, part, offset in parts:
             step0 = history.rows[-1]["step"] + 1 if history.rows else 0
+            # the joined run returns the last part's image
+            history.kept = None if part.kept is None else len(history.rows) + part.kept
             for row in part.rows:
                 history.rows.append({**row, "step": step0 + row["step"],
                                      "seconds": offset + row["seconds"], column: value})
@@ -123,17 +153,20 @@ class OptimizationResult:
     """What ``minimize`` returns.
 
     Attributes:
-        image: (1, H, W, 3) float32 in [0, 1], the image after the last update.
+        image: (1, H, W, 3) float32 in [0, 1], the image after the last update; under
+            the guard the image of lowest loss seen (``history.final`` is its row).
         history: Losses per step.
         status: "completed", "stopped" (a callback asked), "interrupted" (Ctrl-C) or the
             optimizer's own message for L-BFGS ending early.
         learning_rate: The learning rate actually used (None for L-BFGS).
+        guarded: Whether the guard was on (``minimize``).
     """
 
     image: tf.Tensor
     history: History
     status: str
     learning_rate: float | None
+    guarded: bool = False
 
 def effective_learning_rate(name: str | OptimizerSpec, learning_rate: float | None,
                             image_shape: Sequence[int],
@@ -217,12 +250,36 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
              optimizer: str | keras.optimizers.Optimizer = "adam",
              learning_rate: float | None = None, schedule: str = "constant",
              callbacks: Sequence[StepCallback] = (), progress: bool = True,
-             description: str = "optimising") -> OptimizationResult:
+             description: str = "optimising", guard: bool | None = None
+             ) -> OptimizationResult:
     """Minimise ``loss_fn`` over the pixels of ``init``, keeping them in [0, 1].
+
+    The guard (on by default under the cosine schedule, the fast default, whose high
+    starting rate can overshoot; off under "constant", so the taught rules run exactly as
+    written) makes a run end below its starting loss:
+
+    1. A default rate of an adaptive optimizer (Adam, RMSprop, AdaGrad) is halved until
+       the optimizer's own first step lowers the loss (``backtracked_learning_rate``
+       with the first step of the record's textbook rule and
+       ``ADAPTIVE_ARMIJO_FRACTION``), as SGD's default always is. Adam's first step moves
+       every pixel by about the rate (m̂/√v̂ = ±1), which from a noise image at 32 px
+       raised the loss 24-fold at 0.1; on the bundled pair at 128-256 px 0.1 passes as is.
+       The rate used is the result's ``learning_rate``. An explicit rate is used as given.
+    2. The image returned is the one of lowest loss seen (the start, or the image after
+       some update), also when the run is stopped or interrupted. The history still has
+       every step's row, rises included; ``history.kept`` and ``history.final`` say
+       which row was returned. Later steps can still raise the loss (Adam is not a
+       descent method); the returned image never has a higher loss than the first step's.
+
+    Together: the first step lowers the loss and no image worse than it is returned, so
+    any run of at least one step ends below its start. It costs one gradient and one
+    forward pass per rate tried before the run, and one copy of the image.
 
     Args:
         loss_fn: Maps a (1, H, W, 3) image to a dict of scalar tensors with a "total"
-            key (others are recorded too). It must be traceable by ``tf.function``.
+            key (others are recorded too). It is traced by ``tf.function`` without
+            AutoGraph (module docstring): Python ``if``/``while`` on tensors must be
+            ``tf.cond``/``tf.while_loop``, or the function a ``tf.function`` itself.
         init: (1, H, W, 3) float32 starting image in [0, 1].
         steps: Number of updates (L-BFGS: iterations, each one or more evaluations).
         optimizer: A name of ``OPTIMIZER_SPECS`` (case-insensitive) or its record, or a
@@ -238,6 +295,8 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
             returning True stops the run.
         progress: Show a tqdm progress bar.
         description: Progress-bar label.
+        guard: True, False, or None for on under "cosine" and off under "constant" (see
+            above). L-BFGS accepts only decreasing iterates already; it ignores the guard.
 
     Returns:
         ``OptimizationResult``; its history has ``steps + 1`` rows when a Keras optimizer
@@ -254,12 +313,18 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
             raise ValueError("an optimizer instance is used as given: pass learning_rate=None "
                              "and schedule='constant' (set the rate on the instance)")
         lr, keras_optimizer = None, optimizer
+        guarded = bool(guard)
     else:
         spec = optimizer_spec(optimizer)  # the one check of the name
         spec.check_schedule(schedule)
+        guarded = (schedule == "cosine") if guard is None else bool(guard)
         lr = effective_learning_rate(spec, learning_rate, init.shape, schedule)
-        if learning_rate is None and spec.rate_kind == "gradient" and int(steps) > 0:
-            lr = backtracked_learning_rate(loss_fn, init, lr, spec.gain)
+        if learning_rate is None and int(steps) > 0:
+            if spec.rate_kind == "gradient":
+                lr = backtracked_learning_rate(loss_fn, init, lr, spec.gain)
+            elif spec.rate_kind == "adaptive" and guarded:
+                lr = backtracked_learning_rate(loss_fn, init, lr, first_step=spec,
+                                               fraction=ADAPTIVE_ARMIJO_FRACTION)
         keras_optimizer = None if spec.keras is None else spec.keras(
             learning_rate_schedule(lr, schedule, steps))
     bar = tqdm(total=int(steps), desc=description, disable=not progress, leave=False)
@@ -268,7 +333,7 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
             if keras_optimizer is None:  # L-BFGS
                 return _minimize_lbfgs(loss_fn, init, int(steps), list(callbacks), bar)
             return _minimize_keras(loss_fn, init, int(steps), keras_optimizer, lr,
-                                   list(callbacks), bar)
+                                   list(callbacks), bar, guarded)
     finally:
         bar.close()
 
@@ -281,7 +346,8 @@ def steady_state_gain(name: str | OptimizerSpec) -> float:
 
 
 def backtracked_learning_rate(loss_fn: LossFn, init: tf.Tensor, learning_rate: float,
-                              gain: float = 1.0) -> float:
+                              gain: float = 1.0, *, first_step: OptimizerSpec | None = None,
+                              fraction: float = ARMIJO_FRACTION) -> float:
     """The default plain-gradient rate, halved until its first step lowers the loss enough.
 
     Why: the rule rate × H·W keeps a *gradient* step the same size in every pixel for a
@@ -299,11 +365,19 @@ def backtracked_learning_rate(loss_fn: LossFn, init: tf.Tensor, learning_rate: f
     so the step tested is that steady-state step (a first step alone passed the test and
     then diverged, with the random recipe on noise at 32 px).
 
+    ``minimize``'s guard uses the same test for an adaptive optimizer's default rate,
+    with the optimizer's own first step (``first_step``) in place of rate·g.
+
     Args:
         loss_fn: As for ``minimize``.
         init: (1, H, W, 3) float32 starting image.
         learning_rate: The rule's rate (the largest one tried).
         gain: Factor from the rate to the step tested (``steady_state_gain``).
+        first_step: None for the step ``gain``·rate·g; or an optimizer's record, whose
+            textbook rule (``OptimizerSpec.rule`` with its ``rule_settings``, α =
+            rate·``gain``) gives the first step from empty state (Adam: rate·g/(|g| + ε̂),
+            Keras' first step up to float32 rounding).
+        fraction: The fraction of the predicted decrease a step must achieve.
 
     Returns:
         The first accepted rate (after at most ``MAX_HALVINGS`` halvings).
@@ -317,12 +391,21 @@ def backtracked_learning_rate(loss_fn: LossFn, init: tf.Tensor, learning_rate: f
         return learning_rate  # the run itself reports a non-finite start
     rate = float(learning_rate)
     for _ in range(MAX_HALVINGS):
-        x1 = tf.clip_by_value(x0 - gain * rate * grad, 0.0, 1.0)
+        move = (gain * rate * grad if first_step is None
+                else _first_move(optimizer_spec(first_step), rate, grad))
+        x1 = tf.clip_by_value(x0 - move, 0.0, 1.0)
         predicted = float(tf.reduce_sum(grad * (x0 - x1)))  # first-order decrease
-        if float(loss_fn(x1)["total"]) <= float(start) - ARMIJO_FRACTION * predicted:
+        if float(loss_fn(x1)["total"]) <= float(start) - fraction * predicted:
             return rate
         rate *= 0.5
     return rate
+
+
+def _first_move(spec: OptimizerSpec, rate: float, grad: tf.Tensor) -> tf.Tensor:
+    """x0 − x1 of the first step of ``spec``'s textbook rule (empty state), float32."""
+    g = grad.numpy().astype(np.float64)
+    x1, _ = spec.rule()(np.zeros_like(g), g, {}, rate * spec.gain, **spec.rule_settings)
+    return tf.constant(-x1, tf.float32)
 
 
 @contextlib.contextmanager
@@ -348,6 +431,7 @@ class _Recorder:
         self.history, self.callbacks, self.bar = History(), callbacks, bar
         self.start = time.perf_counter()
         self.last_good: tf.Tensor | None = None
+        self.best: tuple[float, int, tf.Tensor] | None = None  # (total, row, image)
 
     def record(self, step: int, image: tf.Tensor, losses: dict) -> bool:
         """Record image k's losses; returns True if a callback asks to stop."""
@@ -358,6 +442,8 @@ class _Recorder:
                 f"try a smaller learning rate", self.last_good, self.history)
         self.last_good = image
         self.history.append(step, losses, time.perf_counter() - self.start)
+        if self.best is None or losses["total"] < self.best[0]:
+            self.best = (losses["total"], len(self.history) - 1, image)
         if step > 0:
             self.bar.update(1)
             if step % 10 == 0:
@@ -369,10 +455,11 @@ def _format(losses: dict) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
 
 
-def _minimize_keras(loss_fn, init, steps, opt, lr, callbacks, bar) -> OptimizationResult:
+def _minimize_keras(loss_fn, init, steps, opt, lr, callbacks, bar,
+                    guarded: bool = False) -> OptimizationResult:
     image = tf.Variable(init, trainable=True)
 
-    @tf.function
+    @tf.function(autograph=False)  # see the module docstring
     def step():
         before = tf.identity(image)
         with tf.GradientTape() as tape:
@@ -396,13 +483,16 @@ def _minimize_keras(loss_fn, init, steps, opt, lr, callbacks, bar) -> Optimizati
         status = "interrupted"
     final = recorder.last_good if status != "completed" else tf.identity(image)
     final = init if final is None else final
-    return OptimizationResult(tf.convert_to_tensor(final), recorder.history, status, lr)
+    if guarded and recorder.best is not None and recorder.best[1] < len(recorder.history) - 1:
+        _, recorder.history.kept, final = recorder.best  # an earlier image had a lower loss
+    return OptimizationResult(tf.convert_to_tensor(final), recorder.history, status, lr,
+                              guarded)
 
 
 def _minimize_lbfgs(loss_fn, init, steps, callbacks, bar) -> OptimizationResult:
     shape = init.shape
 
-    @tf.function
+    @tf.function(autograph=False)  # see the module docstring
     def value_and_grad(x):
         with tf.GradientTape() as tape:
             tape.watch(x)

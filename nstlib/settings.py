@@ -154,12 +154,21 @@ class OptimConfig(Options):
               + ", constant for the others)", choices=SCHEDULES)
     steps: int | tuple[int, ...] = option(
         120, "optimisation steps (with scales: one number for every scale, or one per scale)")
+    guard: bool | None = option(
+        None, "end below the starting loss: halve an adaptive optimizer's default rate until "
+              "its first step lowers the loss, and return the image of lowest loss seen "
+              "(default: on with the cosine schedule, off with constant; see "
+              "nstlib.optimize.minimize)")
 
     def schedule_used(self) -> str:
         """The schedule of a run: as given, else the optimizer's default."""
         if self.schedule is not None:
             return self.schedule
         return optimizer_spec(self.optimizer).default_schedule
+
+    def guard_used(self) -> bool:
+        """Whether a run is guarded: as given, else on exactly under the cosine schedule."""
+        return self.schedule_used() == "cosine" if self.guard is None else bool(self.guard)
 
     def validate(self) -> None:
         spec = optimizer_spec(self.optimizer)  # a known name: the field's choices

@@ -301,7 +301,7 @@ def gradient_descent(content, style, alpha: float = 1.0, beta: float = 1.0, step
     v = tf.Variable(tf.zeros_like(x))
     lr, b1, b2, eps = float(learning_rate), 0.9, 0.999, 1e-8
 
-    @tf.function
+    @tf.function(autograph=False)  # straight-line code (see nstlib.optimize's docstring)
     def step(t):
         with tf.GradientTape() as tape:
             lc, ls = energy_components(x, c_tf, t_tf, offsets)

@@ -38,8 +38,10 @@ class StylizeResult:
     """Outcome of ``stylize``.
 
     Attributes:
-        image: (1, H, W, 3) float32 in [0, 1].
-        history: Per-step total, content, style and tv losses and elapsed seconds.
+        image: (1, H, W, 3) float32 in [0, 1] (under the guard, the image of lowest loss
+            seen: ``optimize.minimize``).
+        history: Per-step total, content, style and tv losses and elapsed seconds (every
+            step's row; ``history.kept`` is the returned image's row when not the last).
         config: The run record, a plain dict (``run_record``; not a ``StylizeConfig``,
             which ``StylizeConfig.from_record`` rebuilds from it): every setting by flat
             name (``StylizeConfig.to_flat``), the inputs, image sizes, resolved weights
@@ -53,7 +55,9 @@ class StylizeResult:
 
     @property
     def losses(self) -> dict:
-        """Final losses (the last history row)."""
+        """The returned image's losses: the last history row, or under the guard the row
+        of the lowest loss when that came earlier (``History.final``; its "step" says
+        which)."""
         return self.history.final
 
     def record(self) -> dict:
@@ -371,7 +375,8 @@ def _run_stage(config: StylizeConfig, stage: Stage, extractor: FeatureExtractor,
     outcome = minimize(objective, start, steps=stage.steps, optimizer=config.optim.optimizer,
                        learning_rate=config.optim.learning_rate,
                        schedule=config.optim.schedule_used(), callbacks=callbacks,
-                       progress=progress, description=_bar_label(config, stage))
+                       progress=progress, description=_bar_label(config, stage),
+                       guard=config.optim.guard_used())
     return outcome, content_image, style_images, started
 
 
@@ -395,6 +400,7 @@ def run_record(config: StylizeConfig, stages: list[Stage], content, style,
     flat.update(size=stages[-1].size, style_size=style_size,
                 steps=stages[0].steps if config.scales is None else [s.steps for s in stages],
                 learning_rate=outcome.learning_rate, schedule=config.optim.schedule_used(),
+                guard=config.optim.guard_used(),
                 weights=str(config.network.weights))
     return {"content": _describe_source(content), "style": _describe_source(style), **flat,
             "weights_source": extractor.weights_source,

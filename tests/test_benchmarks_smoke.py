@@ -139,3 +139,20 @@ def test_time_to_quality_targets_the_previous_default_and_counts_own_time_only()
         assert row["ratio"] == pytest.approx(row["seconds_to_target"] / row["previous_seconds"])
     # own seconds: both ran alternately, so neither clock can exceed the wall time of both
     assert row["previous_seconds"] + row["default_seconds"] < row["wall_seconds"] * 1.05
+
+
+def test_descent_reports_the_returned_loss_against_the_start():
+    """benchmarks/descent.py at one tiny cell: ratios of the returned and the last image's
+    loss to the start, computed from the run's own history."""
+    import descent
+
+    out = descent.run((32,), (3,), unguarded=True, weights="random")
+    assert [(c["inputs"], c["size"], c["steps"]) for c in out["cells"]] == [
+        ("noise", 32, 3), ("natural", 32, 3)]
+    for cell in out["cells"]:
+        default, plain = cell["default"], cell["unguarded"]
+        assert default["guard"] is True and plain["guard"] is False
+        assert default["returned_ratio"] <= default["last_ratio"] + 1e-12
+        assert plain["returned_ratio"] == pytest.approx(plain["last_ratio"])
+        assert default["min_ratio"] <= default["returned_ratio"] + 1e-12
+    assert out["default_lowers_every_cell"] == (not out["cells_not_lowered"])
