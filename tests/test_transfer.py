@@ -371,7 +371,7 @@ def test_config_object_and_flat_overrides_give_the_same_run():
         "size": 24, "style_size": 24, "steps": 2, "weights": "random",
         "learning_rate": COSINE_LEARNING_RATES["adam"], "schedule": "cosine",
         "content_layers": ["block2_conv1"], "style_layers": ["block1_conv1"], **recipe,
-        "architecture": "vgg19"}  # the network is recorded as the one used
+        "architecture": "vgg19", "guard": True}  # the network and guard used are recorded
 
 
 def test_unknown_override_fails_before_any_work(tmp_path):
@@ -615,7 +615,7 @@ def test_a_record_rebuilds_its_config(tiny_config, clean_extractor_cache):
     from nstlib.settings import RECIPES
 
     assert rebuilt == tiny_config.resolved("random").replace(
-        style_size=32, learning_rate=0.1, schedule="cosine")
+        style_size=32, learning_rate=0.1, schedule="cosine", guard=True)
     assert rebuilt.loss.style_weight == RECIPES["random"]["style_weight"]
     again = nstlib.stylize(content, style, rebuilt, progress=False)
     np.testing.assert_array_equal(again.image.numpy(), result.image.numpy())
