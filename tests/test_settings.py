@@ -165,8 +165,14 @@ def test_architecture_settings_are_checked_before_any_weights_are_looked_for():
 def test_the_recipes_differ_only_in_recipe_settings_and_cover_the_same_names():
     from nstlib.settings import RECIPES
 
-    assert RECIPES["imagenet"].keys() == RECIPES["random"].keys()
+    assert RECIPES["imagenet"].keys() == RECIPES["random"].keys() == RECIPES["hed-vgg16"].keys()
     assert RECIPES["imagenet"] != RECIPES["random"]
+    # the trained VGG16's recipe: every layer exists in VGG16, and nothing random-only
+    from nstlib.vgg_layers import validate_layers
+
+    hed = RECIPES["hed-vgg16"]
+    validate_layers(hed["content_layers"] + hed["style_layers"], network="vgg16")
+    assert hed["first_layer_dc"] == 1.0 and hed["pooling"] == "max"
     for name in RECIPES["imagenet"]:
         assert StylizeConfig.flat_fields()[name].default is None, name
 
