@@ -352,6 +352,32 @@ def _default_signal_dispositions() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _signal_at_the_gate(script: str, argv, sig, cwd, gate_env=None):
+    """Run ``script`` (a gated child, e.g. ``_GATED_TF_IMPORT``) with ``argv``, SIGINT and
+    SIGTERM at their defaults; send ``sig`` once it says it reached its gate (one byte on
+    ``NST_TEST_READY_FD``; it then blocks on ``NST_TEST_HOLD_FD``, never written), so the
+    signal cannot race. Returns (exit code, stdout, stderr)."""
+    ready_read, ready_write = os.pipe()
+    hold_read, hold_write = os.pipe()
+    env = {**os.environ, "NST_TEST_READY_FD": str(ready_write),
+           "NST_TEST_HOLD_FD": str(hold_read), **(gate_env or {})}
+    proc = subprocess.Popen([sys.executable, "-c", script, *map(str, argv)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=cwd, env=env, pass_fds=(ready_write, hold_read),
+                            preexec_fn=_default_signal_dispositions)
+    os.close(ready_write)
+    os.close(hold_read)
+    try:
+        assert os.read(ready_read, 1) == b"1", proc.communicate()  # "" if it exited early
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=PROCESS_TIMEOUT)
+    finally:
+        proc.kill()
+        os.close(ready_read)
+        os.close(hold_write)
+    return proc.returncode, out, err
+
+
 @pytest.mark.parametrize("sig, code, message", [
     (signal.SIGINT, cli.EXIT_INTERRUPTED, "nst: interrupted"),
     (signal.SIGTERM, cli.EXIT_TERMINATED, "nst: terminated (SIGTERM)"),
@@ -359,26 +385,9 @@ def _default_signal_dispositions() -> None:
 def test_signal_while_tensorflow_loads_is_one_line(sig, code, message, pair, tmp_path):
     content, style = pair
     out = tmp_path / "o.png"
-    ready_read, ready_write = os.pipe()
-    hold_read, hold_write = os.pipe()
-    env = {**os.environ, "NST_TEST_READY_FD": str(ready_write),
-           "NST_TEST_HOLD_FD": str(hold_read)}
-    argv = ["stylize", content, style, "-o", out, *FAST]
-    proc = subprocess.Popen([sys.executable, "-c", _GATED_TF_IMPORT, *map(str, argv)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, env=env, pass_fds=(ready_write, hold_read),
-                            preexec_fn=_default_signal_dispositions)
-    os.close(ready_write)
-    os.close(hold_read)
-    try:
-        assert os.read(ready_read, 1) == b"1", proc.communicate()  # "" if it exited early
-        proc.send_signal(sig)
-        out_text, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-        os.close(ready_read)
-        os.close(hold_write)
-    assert proc.returncode == code, err
+    returncode, out_text, err = _signal_at_the_gate(
+        _GATED_TF_IMPORT, ["stylize", content, style, "-o", out, *FAST], sig, tmp_path)
+    assert returncode == code, err
     assert err == message + "\n" and out_text == ""
     assert not out.exists()
 
@@ -1273,26 +1282,8 @@ sys.exit(cli.main(sys.argv[1:]))
 def _signal_at_a_step(argv, sig, cwd, run_number: int = 1, step: int = 0):
     """Run ``nst ARGV`` in a child (SIGINT and SIGTERM at their defaults), send ``sig``
     when run ``run_number`` is about to record ``step``; returns (exit code, out, err)."""
-    ready_read, ready_write = os.pipe()
-    hold_read, hold_write = os.pipe()
-    env = {**os.environ, "NST_TEST_READY_FD": str(ready_write),
-           "NST_TEST_HOLD_FD": str(hold_read), "NST_TEST_GATE_RUN": str(run_number),
-           "NST_TEST_GATE_STEP": str(step)}
-    proc = subprocess.Popen([sys.executable, "-c", _GATED_STEP, *map(str, argv)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd, env=env, pass_fds=(ready_write, hold_read),
-                            preexec_fn=_default_signal_dispositions)
-    os.close(ready_write)
-    os.close(hold_read)
-    try:
-        assert os.read(ready_read, 1) == b"1", proc.communicate()  # "" if it exited early
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=PROCESS_TIMEOUT)
-    finally:
-        proc.kill()
-        os.close(ready_read)
-        os.close(hold_write)
-    return proc.returncode, out, err
+    return _signal_at_the_gate(_GATED_STEP, argv, sig, cwd, {
+        "NST_TEST_GATE_RUN": str(run_number), "NST_TEST_GATE_STEP": str(step)})
 
 
 @pytest.mark.parametrize("sig, code, message", [
