@@ -263,7 +263,8 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
        with the first step of the record's textbook rule and
        ``ADAPTIVE_ARMIJO_FRACTION``), as SGD's default always is. Adam's first step moves
        every pixel by about the rate (m̂/√v̂ = ±1), which from a noise image at 32 px
-       raised the loss 24-fold at 0.1; on the bundled pair at 128-256 px 0.1 passes as is.
+       raised the loss 24-fold at 0.1; on the bundled pairs at 128-256 px 0.1 passes as is
+       with random weights, and is halved once for some pairs with the trained VGG16.
        The rate used is the result's ``learning_rate``. An explicit rate is used as given.
     2. The image returned is the one of lowest loss seen (the start, or the image after
        some update), also when the run is stopped or interrupted. The history still has

@@ -201,9 +201,11 @@ class LossConfig(Options):
     tv_weight: float | None = option(
         None, "γ, weight of the total-variation loss (default: the weights' recipe)")
     content_layers: tuple[str, ...] | None = option(
-        None, "VGG19 content layers, comma-separated (default: the weights' recipe)")
+        None, "content layers (VGG19 or VGG16 names), comma-separated (default: the weights' "
+              "recipe)")
     style_layers: tuple[str, ...] | None = option(
-        None, "VGG19 style layers, comma-separated (default: the weights' recipe)")
+        None, "style layers (VGG19 or VGG16 names), comma-separated (default: the weights' "
+              "recipe)")
     style_layer_weights: tuple[float, ...] | None = option(
         None, "weight per style layer, comma-separated (default 1/L each)")
     content_reduction: str = option("normalized", "content loss form (see content_loss)",

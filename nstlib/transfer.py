@@ -319,7 +319,8 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
     record = run_record(config, stages, content, style, extractor, outcome)
     record.update(content_shape=list(content_image.shape),
                   style_shape=list(style_images[inputs.first].shape),
-                  steps_done=sum(int(part.final.get("step", 0)) for _, part, _ in parts),
+                  steps_done=sum(int(part.rows[-1]["step"]) for _, part, _ in parts
+                                 if part.rows),  # made, not the guard's kept step
                   wall_seconds=time.perf_counter() - started)
     if len(style_images) > 1:
         record["style_shapes"] = [list(s.shape) for s in style_images]

@@ -65,7 +65,8 @@ def test_stylize_writes_image_and_record(pair, tmp_path, capsys):
     assert record["content"] == str(content) and record["style"] == str(style)
     assert record["weights_source"] == "random"
     assert record["steps"] == 3 and len(record["history"]["total"]) == 4
-    assert record["final"]["total"] == pytest.approx(record["history"]["total"][-1])
+    # the guard of the default method returns the image of lowest loss seen
+    assert record["final"]["total"] == pytest.approx(min(record["history"]["total"]))
     assert "weights random" in stdout and str(out) in stdout
 
 
@@ -192,7 +193,9 @@ def test_ctrl_c_writes_the_current_image(pair, tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(transfer, "minimize", interrupted_at_step_2)
     out = tmp_path / "o.png"
-    code, _, err = run(["stylize", content, style, "-o", out, *FAST, "--steps", "50"], capsys)
+    # unguarded: the image written is the current one (the guard would write the best seen)
+    code, _, err = run(["stylize", content, style, "-o", out, *FAST, "--steps", "50",
+                        "--guard", "false"], capsys)
     assert code == cli.EXIT_INTERRUPTED and "interrupted" in err
     np.testing.assert_array_equal(np.asarray(Image.open(out)), seen["image"])
     record = json.loads(_record(out).read_text())
@@ -622,9 +625,9 @@ def test_weights_file_that_is_not_hdf5_is_one_line_exit_2(pair, tmp_path, capsys
 
 def test_size_too_small_for_the_deepest_layer_is_one_line(pair, tmp_path, capsys):
     content, style = pair
-    # "auto" plans for the ImageNet recipe's layers (the random recipe stops at block3)
+    # the ImageNet recipe's deepest layer is block5_conv1 (checked before any weights load)
     code, _, err = run(["stylize", content, style, "-o", tmp_path / "o.png", "--size", "18",
-                        "--weights", "auto", "--no-progress"], capsys)
+                        "--weights", "imagenet", "--no-progress"], capsys)
     assert code == cli.EXIT_BAD_INPUT  # 40x48 at 18 px is 15x18; block5_conv1 needs 16
     assert_one_line_error(err, "size 18 is too small: the content image would be 15x18 px and "
                                "block5_conv1 needs a shorter side of at least 16 px")
