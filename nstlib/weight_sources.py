@@ -42,7 +42,6 @@ IMAGENET_FILES = {
     "vgg16": _imagenet_file("vgg16", "6d6bbae143d832006294945121d1f1fc",
                             config.VGG16_WEIGHTS_ENV_VAR),
 }
-_IMAGENET_FILE = IMAGENET_FILES["vgg19"].name
 
 #: The trained offline weights: distribution, version (pinned in pyproject.toml), the file
 #: inside it and its SHA-256 (a different file is refused: other weights, other pictures).
