@@ -144,6 +144,16 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def describe_cpu() -> str:
+    """One line naming the CPU, the cores this process may use and its instruction-set
+    class, e.g. "AMD EPYC, 2 cores, avx512 instruction-set class": printed next to every
+    timing (notebooks, benchmarks), because the same code ranks differently per class."""
+    cap = onednn_isa_cap()
+    capped = f" (oneDNN capped at {cap})" if cap is not None else ""
+    return (f"{cpu_model()}, {usable_cores()} cores, {isa_class()} instruction-set "
+            f"class{capped}")
+
+
 # ----------------------------------------------------------------------------- the cache
 
 

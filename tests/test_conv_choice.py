@@ -89,6 +89,17 @@ def test_isa_class_of_this_machine_is_lowered_to_the_onednn_cap(monkeypatch, cap
     assert conv_choice.isa_class({"avx2", "avx512f"}) == "avx512"
 
 
+@pytest.mark.parametrize(("cap", "suffix"), [("", ""), ("AVX2", " (oneDNN capped at avx2)")])
+def test_describe_cpu_names_model_cores_and_the_class_that_runs(monkeypatch, cap, suffix):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    monkeypatch.setattr(conv_choice, "cpu_model", lambda: "Test CPU 9000")
+    monkeypatch.setattr(conv_choice, "cpu_flags", lambda: {"avx2", "avx512f"})
+    monkeypatch.setattr(conv_choice, "usable_cores", lambda: 3)
+    expected_class = "avx2" if cap else "avx512"
+    assert conv_choice.describe_cpu() == (
+        f"Test CPU 9000, 3 cores, {expected_class} instruction-set class{suffix}")
+
+
 def test_cache_key_includes_isa_class_tf_version_dtype_size_and_depth(monkeypatch):
     monkeypatch.setattr(conv_choice, "isa_class", lambda: "avx2")
     key = conv_choice.cache_key("float32", 256, "block5_conv1", tf_version="2.21.0")
