@@ -325,7 +325,7 @@ def check_image_sizes(config, content_hw, style_hws) -> None:
         CliError: naming the flag that set the size (``--size``, ``--scales``,
             ``--style-size``, ``--style-scale`` or ``--pyramid-levels``).
     """
-    from nstlib.resources import pyramid_hws, resized_hw
+    from nstlib.sizes import fitted_hw, pyramid_hws
     from nstlib.vgg_layers import deepest_layer, layers_up_to
 
     planned = config.planned()
@@ -352,7 +352,7 @@ def check_image_sizes(config, content_hw, style_hws) -> None:
     for stage in config.stages():
         for what, hw, flag in checked:
             side = stage.size if what == "content" else stage.style_size
-            h, w = resized_hw(hw, side)
+            h, w = fitted_hw(hw, side)
             at = f" (at scale {stage.size})" if config.scales else ""
             if min(h, w) < minimum:
                 raise CliError(f"{flag} is too small: the {what} image would be {h}x{w} px"

@@ -21,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from nstlib import config
 from nstlib._checks import check_choice
 from nstlib._io import atomic_open
+from nstlib.sizes import fitted_hw
 
 #: Largest image (width x height) that ``load_image`` accepts by default: 64 megapixels.
 MAX_PIXELS = 64_000_000
@@ -278,9 +279,7 @@ def resize_max_side(image: tf.Tensor, size: int, upscale: bool = True) -> tf.Ten
     longer = max(height, width)
     if longer == size or (longer < size and not upscale):
         return image
-    scale = size / longer
-    new_hw = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return resize(image, new_hw)
+    return resize(image, fitted_hw((height, width), size))
 
 
 def resize(image: tf.Tensor, size_hw: tuple[int, int]) -> tf.Tensor:

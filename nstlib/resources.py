@@ -36,6 +36,7 @@ from pathlib import Path
 
 from nstlib.optimizer_specs import optimizer_spec
 from nstlib.settings import StylizeConfig, recipe_for
+from nstlib.sizes import fitted_hw, pyramid_hws
 from nstlib.vgg_layers import DEFAULT_NETWORK, deepest_layer, layer_channels, layers_up_to
 from nstlib.weight_sources import likely_source
 
@@ -135,22 +136,6 @@ def step_flops(height: int, width: int, content_layers, style_layers,
             "per_layer": rows}
 
 
-def resized_hw(hw, size: int) -> tuple[int, int]:
-    """(height, width) after ``images.resize_max_side(image, size)`` (up or down)."""
-    height, width = int(hw[0]), int(hw[1])
-    scale = int(size) / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def pyramid_hws(hw, levels: int) -> list[tuple[int, int]]:
-    """(height, width) of each Gaussian-pyramid level, finest first (ceil halving)."""
-    out = [(int(hw[0]), int(hw[1]))]
-    for _ in range(int(levels) - 1):
-        h, w = out[-1]
-        out.append(((h + 1) // 2, (w + 1) // 2))
-    return out
-
-
 # ----------------------------------------------------------------------------- memory
 
 
@@ -206,10 +191,10 @@ def predict_peak_bytes(config: StylizeConfig, content_hw, style_hw) -> int:
     inputs = INPUT_BYTES_PER_PIXEL * sum(h * w for h, w in [content_hw, *style_hws])
     worst = 0.0
     for stage in config.stages():
-        chw = resized_hw(content_hw, stage.size)
+        chw = fitted_hw(content_hw, stage.size)
         net, loss_bytes = activation_bytes(config, chw)
         step = K_NET * net + K_LOSS * loss_bytes + optimizer_bytes(config, chw)
-        style = max(K_STYLE * activation_bytes(config, resized_hw(hw, stage.style_size))[0]
+        style = max(K_STYLE * activation_bytes(config, fitted_hw(hw, stage.style_size))[0]
                     for hw in style_hws)  # one style image's targets at a time
         worst = max(worst, step, style)
     return int(BASE_BYTES + worst + inputs)
@@ -226,7 +211,7 @@ def step_flop_count(config: StylizeConfig, content_hw, size: int | None = None) 
     """Convolution + Gram FLOPs of one step (``step_flops``) with the longer side at
     ``size`` (default: the largest scale), summed over the pyramid levels the style loss
     sees."""
-    hw = resized_hw(content_hw, size or config.stages()[-1].size)
+    hw = fitted_hw(content_hw, size or config.stages()[-1].size)
     planned, flops = config.planned(), 0
     loss = planned.loss
     for level_hw in pyramid_hws(hw, loss.pyramid_levels):
@@ -439,7 +424,7 @@ def describe(config: StylizeConfig, content_hw, style_hw, available: int | None)
         config, content_hw, style_hw: As for ``predict_peak_bytes``.
         available: Bytes available (None: unknown).
     """
-    height, width = resized_hw(content_hw, config.stages()[-1].size)
+    height, width = fitted_hw(content_hw, config.stages()[-1].size)
     steps = sum(stage.steps for stage in config.stages())
     free = "unknown" if available is None else format_bytes(available)
     peak = predict_peak_bytes(config, content_hw, style_hw)

@@ -31,6 +31,7 @@ from nstlib._options import (
     option,
 )
 from nstlib.optimizer_specs import OPTIMIZER_SPECS, SCHEDULES, optimizer_spec
+from nstlib.sizes import stage_side, style_side
 from nstlib.vgg_layers import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_STYLE_LAYERS,
@@ -336,10 +337,8 @@ class StylizeConfig(Options):
 
     def stages(self) -> list[Stage]:
         """The coarse-to-fine plan: (size, style size, steps) per scale, coarse first."""
-        style_size = self.style_size
-        if self.style_scale is not None:  # relative to the result's size (the last scale)
-            top = self.scales[-1] if self.scales else self.size
-            style_size = max(1, round(self.style_scale * top))
+        top = self.scales[-1] if self.scales else self.size  # style_scale is relative to it
+        style_size = style_side(top, self.style_size, self.style_scale)
         try:
             return coarse_to_fine_schedule(self.size, self.scales, self.optim.steps,
                                            style_size)
@@ -487,5 +486,5 @@ def coarse_to_fine_schedule(size: int, scales: Sequence[int] | None,
     else:
         counts = [int(steps)] * len(scales)
     top, top_style = scales[-1], int(style_size or scales[-1])
-    return [Stage(scale, max(1, round(top_style * scale / top)), n)
+    return [Stage(scale, stage_side(top_style, scale, top), n)
             for scale, n in zip(scales, counts, strict=True)]

@@ -30,6 +30,7 @@ from nstlib.records import record_path
 from nstlib.reproducibility import environment_record, set_seed
 from nstlib.resources import check_fits
 from nstlib.settings import INITS, Stage, StylizeConfig, recipe_for
+from nstlib.sizes import fitted_hw
 from nstlib.vgg_weights import resolve_weights
 
 
@@ -184,8 +185,7 @@ def load_style_masks(style_masks, n_styles: int, content_shape, result_size: int
         raise ConfigError(f"{len(sources)} style masks for {n_styles} style image"
                           f"{'s' if n_styles > 1 else ''}; give one mask per style")
     height, width = int(content_shape[1]), int(content_shape[2])
-    scale = result_size / max(height, width)
-    allowed = {(height, width), (max(1, round(height * scale)), max(1, round(width * scale)))}
+    allowed = {(height, width), fitted_hw((height, width), result_size)}
     masks = []
     for number, source in enumerate(sources, start=1):
         mask = images.load_mask(source, max_pixels=max_pixels)

@@ -92,12 +92,6 @@ def test_optimizer_state_is_counted():
     assert resources.optimizer_bytes(config(optimizer="lbfgs"), hw) == vectors * n * 8
 
 
-def test_resized_hw_and_pyramid_levels():
-    assert resources.resized_hw((512, 768), 256) == (171, 256)  # round, as resize_max_side
-    assert resources.resized_hw((100, 50), 400) == (400, 200)  # upscaling too
-    assert resources.pyramid_hws((65, 64), 3) == [(65, 64), (33, 32), (17, 16)]
-
-
 # ----------------------------------------------------------------------------- structure
 
 

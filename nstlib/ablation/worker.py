@@ -21,6 +21,7 @@ from nstlib._io import atomic_write_all, json_bytes
 from nstlib.ablation.grid import INPUTS, OPTIONAL_INPUTS, run_id
 from nstlib.records import RecordError, load_record
 from nstlib.settings import StylizeConfig
+from nstlib.sizes import style_side
 
 RUNS_DIR = "runs"
 COMPLETED, FAILED, INTERRUPTED, PENDING = "completed", "failed", "interrupted", "pending"
@@ -99,9 +100,9 @@ def _evaluation(config: dict, image, base_dir: str | None) -> dict:
     weights = blend_weights(config.get("style_blend"), len(styles))
     # several styles: measured against the most heavily weighted one
     style = images.load_image(_source(styles[weights.index(max(weights))], base_dir))
-    longer, scale = max(image.shape[1:3]), config.get("style_scale")
-    style_size = config["style_size"] or (max(1, round(scale * longer)) if scale else longer)
-    style = images.resize_max_side(style, int(style_size))
+    longer = int(max(image.shape[1:3]))
+    style_size = style_side(longer, config["style_size"], config.get("style_scale")) or longer
+    style = images.resize_max_side(style, style_size)
     values = metrics.evaluate(extractor, image, content, style)
     content_here = images.resize(content, (int(image.shape[1]), int(image.shape[2])))
     values.update(judge.judge(image, content_here, style))
