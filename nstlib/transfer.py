@@ -299,6 +299,8 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
     """
     config = (config or StylizeConfig()).replace(**overrides)
     stages = config.stages()
+    if style_masks is not None:
+        config.loss.check_masks()
     set_seed(config.seed, config.deterministic)
     started = time.perf_counter()
     inputs = _load_inputs(config, stages, content, style, style_masks)
@@ -365,7 +367,7 @@ def _run_stage(config: StylizeConfig, stage: Stage, extractor: FeatureExtractor,
     content_image = images.resize_max_side(inputs.content, stage.size)
     style_images = [images.resize_max_side(s, stage.style_size) for s in inputs.styles]
     objective = StyleTransferObjective(extractor, content_image, style_images, config.loss,
-                                       style_masks=inputs.masks)
+                                       style_masks=inputs.masks, seed=config.seed)
     start = (initial_image(config.init, content_image, style_images[inputs.first], config.seed)
              if image is None else images.resize(image, (int(content_image.shape[1]),
                                                     int(content_image.shape[2]))))
