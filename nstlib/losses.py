@@ -328,6 +328,8 @@ class StyleTransferObjective:
             extractor's; when ``config`` is None they are taken from the extractor.
         style_masks: None, or one (1, H_m, W_m, 1) mask in [0, 1] per style image, over
             the generated image (resized here to each style layer's grid).
+        seed: Seed of a random style loss's draws ("sliced_wasserstein"; ``stylize``
+            passes the run's seed).
         **overrides: ``LossConfig`` fields over ``config``, e.g. ``style_weight=100``.
 
     With ``pyramid_levels`` K > 1 the style term is ``pyramid_style_loss`` over K
@@ -346,6 +348,17 @@ class StyleTransferObjective:
     mean(w): equal weights style every region as strongly as one style over the whole
     image. Styles of weight 0 are dropped before anything is computed, so weights (1, 0)
     give exactly the run of the first style alone.
+
+    ``style_loss`` other than "gram" (``nstlib.style_losses``, one record each in
+    ``nstlib.style_loss_specs``) computes that loss's targets per style image, pyramid
+    level and style layer (the deepest two layers only for "mrf"), and the style term
+    Σ_i ω_i Σ_k v_k Σ_l w_l L(F_kl, T_ikl): several styles without masks weigh their
+    losses by the normalised blend weights (mixing targets such as sorted samples or
+    patches has no meaning), with masks as the guided Grams do (ω_i = w_i / mean(w));
+    "mrf" refuses masks. "sliced_wasserstein" draws new directions at every call, from
+    a stateless generator keyed on ``seed`` and a call counter: the same seed gives the
+    same run, and the losses the history records (and the guard compares) are each
+    measured with that step's directions.
 
     Calling it on a (1, H, W, 3) image returns a dict of scalar tensors with keys
     "total", "content", "style" and "tv" (the last three unweighted).

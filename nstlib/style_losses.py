@@ -155,31 +155,20 @@ def mean_std_layer_loss(generated: tf.Tensor, target, mask=None, **_) -> tf.Tens
 # ------------------------------------------------------------- sorting: 1-D optimal transport
 
 
-def quantile_match(values: tf.Tensor, target_sorted: tf.Tensor,
-                   weights: tf.Tensor | None = None) -> tf.Tensor:
-    """Each value replaced by the target's quantile at the value's own quantile level.
-
-    For each image b and column k, the n values x_1..n (weights w, default 1) are ranked;
-    the value of rank r gets the level t_r = (Σ_{r' ≤ r} w_(r') − w_(r)/2) / Σ w, which is
-    (r + ½)/n without weights, and the target's quantile function at t_r: the m sorted
-    target values y_j sit at levels (j + ½)/m, linearly interpolated in between and
-    clamped at the ends. With n = m and no weights the value of rank r becomes y_r
-    exactly: the optimal 1-D transport map, so Σ(x − map(x))² is m times the squared
-    Wasserstein-2 distance of the two samples.
-
-    Args:
-        values: (B, n, K) float32.
-        target_sorted: (K, m) float32, each row sorted ascending.
-        weights: None, or (1 or B, n) non-negative position weights.
+def _ranked_quantiles(values: tf.Tensor, target_sorted: tf.Tensor, weights=None):
+    """The work of ``quantile_match`` in rank order.
 
     Returns:
-        (B, n, K) float32 in the order of ``values``, a constant (no gradient).
+        (order (B, K, n): the argsort of each column of ``values``; the target's quantiles
+        at the levels of ranks 0..n−1, (B, K, n) float32; the weights in rank order,
+        (B, K, n) float32, or None without weights).
     """
     values = tf.convert_to_tensor(values, tf.float32)
     batch, n, k = values.shape
     m = int(target_sorted.shape[-1])
     columns = tf.transpose(values, [0, 2, 1])  # (B, K, n)
     order = tf.argsort(columns, axis=-1, stable=True)
+    ranked = None
     if weights is None:
         rank = tf.range(n, dtype=tf.float64)
         position = (rank + 0.5) * (m / n) - 0.5  # float64: exactly r when n == m
@@ -191,14 +180,39 @@ def quantile_match(values: tf.Tensor, target_sorted: tf.Tensor,
         cumulative = tf.cumsum(ranked, axis=-1)
         level = (cumulative - ranked / 2) / (cumulative[..., -1:] + 1e-300)
         position = level * m - 0.5
+        ranked = tf.cast(ranked, tf.float32)
     low = tf.clip_by_value(tf.floor(position), 0.0, m - 1.0)
     fraction = tf.cast(tf.clip_by_value(position - low, 0.0, 1.0), tf.float32)
     low = tf.cast(low, tf.int32)
     high = tf.minimum(low + 1, m - 1)
     table = tf.broadcast_to(tf.convert_to_tensor(target_sorted, tf.float32), (batch, k, m))
-    ranked_quantiles = (tf.gather(table, low, batch_dims=2) * (1.0 - fraction)
-                        + tf.gather(table, high, batch_dims=2) * fraction)
-    unsorted = tf.gather(ranked_quantiles, tf.argsort(order, axis=-1), batch_dims=2)
+    quantiles = (tf.gather(table, low, batch_dims=2) * (1.0 - fraction)
+                 + tf.gather(table, high, batch_dims=2) * fraction)
+    return order, tf.stop_gradient(quantiles), ranked
+
+
+def quantile_match(values: tf.Tensor, target_sorted: tf.Tensor,
+                   weights: tf.Tensor | None = None) -> tf.Tensor:
+    """Each value replaced by the target's quantile at the value's own quantile level.
+
+    For each image b and column k, the n values x_1..n (weights w, default 1) are ranked;
+    the value of rank r gets the level t_r = (Σ_{r' ≤ r} w_(r') − w_(r)/2) / Σ w, which is
+    (r + ½)/n without weights, and the target's quantile function at t_r: the m sorted
+    target values y_j sit at levels (j + ½)/m, linearly interpolated in between and
+    clamped at the ends. With n = m and no weights the value of rank r becomes y_r
+    exactly: the optimal 1-D transport map, so Σ(x − map(x))² is n times the squared
+    Wasserstein-2 distance of the two samples.
+
+    Args:
+        values: (B, n, K) float32.
+        target_sorted: (K, m) float32, each row sorted ascending.
+        weights: None, or (1 or B, n) non-negative position weights.
+
+    Returns:
+        (B, n, K) float32 in the order of ``values``, a constant (no gradient).
+    """
+    order, quantiles, _ = _ranked_quantiles(values, target_sorted, weights)
+    unsorted = tf.gather(quantiles, tf.argsort(order, axis=-1), batch_dims=2)
     return tf.stop_gradient(tf.transpose(unsorted, [0, 2, 1]))
 
 
@@ -251,8 +265,15 @@ def sliced_wasserstein_distance(generated: tf.Tensor, target: tf.Tensor,
     weights = _position_weights(generated, mask)
     projected = tf.matmul(_flat(generated), directions)  # (B, n, P)
     target_sorted = tf.sort(tf.transpose(tf.matmul(target, directions)), axis=-1)  # (P, m)
-    matched = quantile_match(projected, target_sorted, weights)
-    per_direction = _weighted_mean_over_positions(tf.square(projected - matched), weights)
+    # in rank order (sorted values against the quantiles; no unsorting needed)
+    order, quantiles, ranked_weights = _ranked_quantiles(projected, target_sorted, weights)
+    ranked = tf.gather(tf.transpose(projected, [0, 2, 1]), order, batch_dims=2)  # (B, P, n)
+    squared = tf.square(ranked - quantiles)
+    if ranked_weights is None:
+        per_direction = tf.reduce_mean(squared, axis=-1)
+    else:
+        per_direction = (tf.reduce_sum(ranked_weights * squared, axis=-1)
+                         / (tf.reduce_sum(ranked_weights, axis=-1) + 1e-12))
     return tf.reduce_mean(per_direction, axis=-1)
 
 

@@ -106,6 +106,18 @@ def test_sliced_wasserstein_interpolates_the_target_quantiles_for_unequal_sizes(
     assert float(value[0]) < 1e-10
 
 
+def test_sliced_wasserstein_with_a_binary_mask_is_the_distance_of_the_region():
+    generated, style = _features(6, 6, 3, seed=18), _features(5, 7, 3, seed=19)
+    mask = np.zeros((1, 6, 6, 1), np.float32)
+    mask[:, 2:5] = 1
+    directions = style_losses.random_directions(3, 5, tf.constant([0, 1], tf.int64))
+    target = style.reshape(-1, 3)
+    masked = style_losses.sliced_wasserstein_distance(generated, target, directions,
+                                                      tf.constant(mask))
+    alone = style_losses.sliced_wasserstein_distance(generated[:, 2:5], target, directions)
+    np.testing.assert_allclose(float(masked[0]), float(alone[0]), rtol=1e-5)
+
+
 def test_sliced_wasserstein_draws_are_seeded():
     generated, style = _features(seed=10), _features(seed=11)
     first = _loss("sliced_wasserstein", generated, style, seed=tf.constant([0, 5], tf.int64))
