@@ -37,6 +37,7 @@ _EXPORTS = {
     "OptimConfig": "settings",
     "OptimizerSpec": "optimizer_specs",
     "QUICK": "config",
+    "RunPlan": "plan",
     "StyleTransferObjective": "losses",
     "StylizeConfig": "settings",
     "StylizeResult": "transfer",
@@ -67,6 +68,7 @@ _EXPORTS = {
     "load_mask": "images",
     "load_sample": "images",
     "make_optimizer": "optimize",
+    "make_plan": "plan",
     "match_color_statistics": "colors",
     "measure_receptive_field": "receptive_fields",
     "minimize": "optimize",
@@ -95,7 +97,7 @@ _EXPORTS = {
 
 #: Submodules reachable as attributes (``nstlib.images``) without an explicit import.
 _SUBMODULES = ("ablation", "cli", "colors", "config", "features", "images", "losses", "metrics",
-               "optimize", "optimizer_specs", "patterns", "plotting", "pyramids",
+               "optimize", "optimizer_specs", "patterns", "plan", "plotting", "pyramids",
                "receptive_fields", "conv_choice", "reproducibility", "resources",
                "settings", "statistics", "toy", "transfer", "update_rules", "vgg_layers",
                "vgg_weights", "wct", "weight_sources")

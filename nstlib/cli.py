@@ -306,30 +306,30 @@ def check_output_location(output: Path) -> None:
     os.unlink(probe)
 
 
-def check_image_sizes(config, content_hw, style_hws) -> None:
+def check_image_sizes(plan, check_content: bool = True) -> None:
     """Refuse sizes at which an image is too small for the network (one line, the flag).
 
     Each 2x2 max pool halves a side (rounding down), so a layer after p pools needs a
     shorter side of at least 2^p pixels (16 for block5_conv1); smaller images would fail
-    inside TensorFlow. Checks every scale, with the sizes ``stylize`` resizes to, and the
-    coarsest level of a style pyramid (``losses.check_pyramid_size``'s rule). Needs no
-    TensorFlow: ``cmd_stylize`` calls it with the sizes the image headers give.
+    inside TensorFlow. Checks every scale of the run's plan, at the exact sizes ``stylize``
+    resizes to, and the coarsest level of a style pyramid (``losses.check_pyramid_size``'s
+    rule). Needs no TensorFlow: ``cmd_stylize`` calls it with the plan made from the sizes
+    the image headers give.
 
     Args:
-        config: The run's ``StylizeConfig``.
-        content_hw: (height, width) of the content image as loaded, or None to check
-            only the style images.
-        style_hws: (height, width) of each style image as loaded.
+        plan: The run's ``plan.RunPlan``.
+        check_content: False to check only the style images (a batch checks each content
+            when it comes to it).
 
     Raises:
         CliError: naming the flag that set the size (``--size``, ``--scales``,
             ``--style-size``, ``--style-scale`` or ``--pyramid-levels``).
     """
-    from nstlib.sizes import fitted_hw, pyramid_hws
+    from nstlib.sizes import pyramid_hws
     from nstlib.vgg_layers import deepest_layer, layers_up_to
 
-    planned = config.planned()
-    loss, network = planned.loss, planned.network.architecture
+    config, network = plan.config, plan.network
+    loss = config.loss
 
     def needed(layers) -> tuple[str, int]:
         layer = deepest_layer(layers, network)
@@ -346,13 +346,11 @@ def check_image_sizes(config, content_hw, style_hws) -> None:
         style_flag = f"--style-scale {config.style_scale:g}"
     else:
         style_flag = result_flag  # the style follows the result's size
-    checked = [("style", hw, style_flag) for hw in style_hws]
-    if content_hw is not None:
-        checked.insert(0, ("content", content_hw, result_flag))
-    for stage in config.stages():
-        for what, hw, flag in checked:
-            side = stage.size if what == "content" else stage.style_size
-            h, w = fitted_hw(hw, side)
+    for stage in plan.stages:
+        checked = [("style", hw, style_flag) for hw in stage.style_hws]
+        if check_content:
+            checked.insert(0, ("content", stage.content_hw, result_flag))
+        for what, (h, w), flag in checked:
             at = f" (at scale {stage.size})" if config.scales else ""
             if min(h, w) < minimum:
                 raise CliError(f"{flag} is too small: the {what} image would be {h}x{w} px"
@@ -379,19 +377,21 @@ class _Written(NamedTuple):
 
 def run_one(args, config, content: str, style: str | list[str], output: Path,
             save_every: int | None = None, *, style_masks: list[str] | None = None,
-            callbacks=(), progress: bool | None = None, echo=print) -> int:
+            callbacks=(), progress: bool | None = None, echo=print, plan=None) -> int:
     """Stylize one content and write the image plus its JSON record; returns the exit code.
 
     ``style`` is one style image or a list of them (with ``style_masks``, one mask each);
     ``callbacks`` run after the CLI's own, ``progress`` (default: unless --no-progress) is
     stylize's bar, and ``echo`` prints the summary line (``tqdm.write`` under a batch bar).
+    ``plan`` is the run's plan made from the image headers, whose memory was checked
+    (``plans_from_headers``, ``check_memory``); None: planned once the images are loaded.
     Ctrl-C or SIGTERM after the first step keeps the current image (exit 130 or 143, one
     line saying where it is); before it, nothing is written and ``KeyboardInterrupt`` (or
     ``Terminated``) propagates, for ``main`` to say so in one line.
     """
     outcome = _stylize_one(args, config, content, style, output, save_every,
                            style_masks=style_masks, callbacks=callbacks, progress=progress,
-                           echo=echo)
+                           echo=echo, plan=plan)
     if outcome.code == EXIT_TERMINATED:
         print(f"nst: terminated (SIGTERM); the current image was written to {output}",
               file=sys.stderr)
@@ -402,10 +402,12 @@ def run_one(args, config, content: str, style: str | list[str], output: Path,
 
 def _stylize_one(args, config, content: str, style: str | list[str], output: Path,
                  save_every: int | None = None, *, style_masks: list[str] | None = None,
-                 callbacks=(), progress: bool | None = None, echo=print) -> _Written:
+                 callbacks=(), progress: bool | None = None, echo=print,
+                 plan=None) -> _Written:
     """``run_one`` without its last line: the exit code and the image written, if any."""
     from nstlib import images
     from nstlib.optimize import NonFiniteLossError
+    from nstlib.plan import make_plan
     from nstlib.transfer import stylize
 
     # Fail before any work, and never touch an input (sample names protect data/ files).
@@ -419,7 +421,11 @@ def _stylize_one(args, config, content: str, style: str | list[str], output: Pat
     max_pixels = args.max_pixels or images.MAX_PIXELS
     content_image = images.load_image(content, max_pixels=max_pixels)
     style_images = [images.load_image(s, max_pixels=max_pixels) for s in styles]
-    check_image_sizes(config, content_image.shape[1:3], [s.shape[1:3] for s in style_images])
+    content_hw = tuple(int(n) for n in content_image.shape[1:3])
+    style_hws = tuple(tuple(int(n) for n in s.shape[1:3]) for s in style_images)
+    if plan is None or (plan.content_hw, plan.style_hws) != (content_hw, style_hws):
+        plan = None  # not the plan whose memory was checked: stylize checks its own
+    check_image_sizes(plan or make_plan(config, content_hw, style_hws))
     for mask in style_masks or ():  # readable and within --max-pixels; stylize checks sizes
         images.load_mask(mask, max_pixels=max_pixels)
 
@@ -433,7 +439,8 @@ def _stylize_one(args, config, content: str, style: str | list[str], output: Pat
         result = stylize(content_image, style_images if isinstance(style, list) else
                          style_images[0], config, style_masks=style_masks,
                          callbacks=(save_intermediate, *callbacks),
-                         progress=not args.no_progress if progress is None else progress)
+                         progress=not args.no_progress if progress is None else progress,
+                         checked_plan=plan)
     except NonFiniteLossError as err:
         with _sigterm_deferred():
             return _Written(*_save_failed_run(err, config, content, style, output, inputs))
@@ -593,12 +600,14 @@ def finished_before(output: Path, content: str, style, style_masks, config) -> b
     return output.is_file() and all(record.get(k) == v for k, v in wanted.items())
 
 
-def run_batch(args, config, contents: list[str], style, outputs: list[Path]) -> int:
+def run_batch(args, config, contents: list[str], style, outputs: list[Path],
+              plans: dict | None = None) -> int:
     """Stylize every content with one progress bar; failures are reported, others finish.
 
     Contents whose result is already complete with these settings (``finished_before``)
     are kept unless ``--redo``. Ctrl-C or SIGTERM stops the batch with one line saying how
-    many results are kept (the current image too, when a step had finished).
+    many results are kept (the current image too, when a step had finished). ``plans``:
+    content -> its plan from the headers (``plans_from_headers``), memory checked.
     """
     from tqdm import tqdm
 
@@ -630,7 +639,8 @@ def run_batch(args, config, contents: list[str], style, outputs: list[Path]) -> 
                 code, written = _stylize_one(args, config, content, style, output,
                                              args.save_every, style_masks=args.style_masks,
                                              callbacks=(advance,), progress=False,
-                                             echo=tqdm.write)
+                                             echo=tqdm.write,
+                                             plan=(plans or {}).get(content))
             except (CliError, ValueError, OSError) as err:
                 message = str(err.strerror if isinstance(err, OSError) and err.strerror
                               else err)
@@ -674,44 +684,42 @@ def _batch_stopped(args, code: int, finished: int, total: int, written: Path | N
     return code
 
 
-def _input_sizes(contents, styles):
-    """(content, its (h, w), the styles' (h, w)s) per content whose sizes the headers give
-    (no TensorFlow, no decoding); the others are checked by ``stylize`` once loaded."""
+def plans_from_headers(config, contents, styles) -> dict:
+    """Content -> the ``plan.RunPlan`` of its run, from the sizes the image headers give
+    (no TensorFlow, no decoding; weights as ``weight_sources.likely_source`` expects).
+    Contents (or styles) whose header gives no size are left out: loading them says why."""
+    from nstlib.plan import make_plan
     from nstlib.resources import image_hw
 
     style_hws = [image_hw(s) for s in styles]
     if None in style_hws:
-        return []
-    return [(c, hw, style_hws) for c in contents if (hw := image_hw(c)) is not None]
+        return {}
+    return {c: make_plan(config, hw, style_hws) for c in contents
+            if (hw := image_hw(c)) is not None}
 
 
-def check_memory(config, contents, styles) -> None:
-    """Refuse (one line) a run whose predicted peak memory exceeds the available memory."""
+def check_memory(plans: dict) -> None:
+    """Refuse (one line) a run whose plan's predicted peak memory exceeds the available
+    memory (``resources.check_fits``; ``plans`` as ``plans_from_headers`` makes them)."""
     from nstlib import resources
 
-    for _, content_hw, style_hws in _input_sizes(contents, styles):
+    for plan in plans.values():
         try:
-            resources.check_fits(config, content_hw, style_hws, flag="--size")
+            resources.check_fits(plan, flag="--size")
         except resources.InsufficientMemoryError as err:
             raise CliError(str(err)) from None
 
 
-def check_sizes_early(config, contents, styles, batch: bool) -> None:
-    """``check_image_sizes`` with the sizes the headers give, before TensorFlow loads.
+def check_sizes_early(plans: dict, batch: bool) -> None:
+    """``check_image_sizes`` of the plans made from the headers, before TensorFlow loads.
 
     A batch checks only the styles here (a flag such as ``--style-size 1`` fails every
     content alike); a content too small is reported as that input's failure.
     """
-    from nstlib.resources import image_hw
-
-    style_hws = [image_hw(s) for s in styles]
-    if None in style_hws:
-        return  # loading says why
-    if batch:
-        check_image_sizes(config, None, style_hws)
-        return
-    for _, content_hw, _ in _input_sizes(contents, styles):
-        check_image_sizes(config, content_hw, style_hws)
+    for plan in plans.values():
+        check_image_sizes(plan, check_content=not batch)
+        if batch:
+            return  # the styles are the same in every plan
 
 
 def _header_problem(source: str) -> str:
@@ -731,14 +739,14 @@ def dry_run(config, contents, styles) -> int:
     for source in (*styles, *contents):
         if resources.image_hw(source) is None:
             raise CliError(f"--dry-run: {_header_problem(source)}")
-    sizes = _input_sizes(contents, styles)
+    plans = plans_from_headers(config, contents, styles)
     available = resources.available_bytes()
-    for content, content_hw, style_hws in sizes:
-        if len(sizes) > 1:
+    for content, plan in plans.items():
+        if len(plans) > 1:
             print(f"{content}:")
-        print("\n".join(resources.describe(config, content_hw, style_hws, available)))
-    check_sizes_early(config, contents, styles, batch=False)
-    check_memory(config, contents, styles)
+        print("\n".join(plan.describe(available)))
+    check_sizes_early(plans, batch=False)
+    check_memory(plans)
     return 0
 
 
@@ -751,18 +759,19 @@ def cmd_stylize(args) -> int:
                        f"image(s)")
     if args.dry_run:
         return dry_run(config, contents, styles)
-    check_sizes_early(config, contents, styles, batch)
-    check_memory(config, contents, styles)
+    plans = plans_from_headers(config, contents, styles)
+    check_sizes_early(plans, batch)
+    check_memory(plans)
     style = styles if len(styles) > 1 else styles[0]
     if not batch:
         check_output_location(Path(args.output))
         _import_tensorflow_quietly()
         return run_one(args, config, contents[0], style, Path(args.output), args.save_every,
-                       style_masks=args.style_masks)
+                       style_masks=args.style_masks, plan=plans.get(contents[0]))
     _import_tensorflow_quietly()  # before nstlib.images, which imports TensorFlow
     outputs = batch_outputs(contents, Path(args.output),
                             [*contents, *styles, *(args.style_masks or ())])
-    return run_batch(args, config, contents, style, outputs)
+    return run_batch(args, config, contents, style, outputs, plans)
 
 
 def cmd_demo(args) -> int:
@@ -771,12 +780,16 @@ def cmd_demo(args) -> int:
     # full mode: stylize's defaults (256 px, the default method and the weights' recipe)
     config = settings_from(args, **({"size": 64, "steps": 20} if QUICK else {}))
     out_dir = Path(args.output_dir)
+    plans = {}
     for content, style in DEMO_PAIRS:
         check_output_location(out_dir / f"{content}_{style}.png")
-        check_memory(config, [content], [style])
+        found = plans_from_headers(config, [content], [style])
+        check_memory(found)
+        plans[content, style] = found.get(content)
     _import_tensorflow_quietly()
     for content, style in DEMO_PAIRS:
-        code = run_one(args, config, content, style, out_dir / f"{content}_{style}.png")
+        code = run_one(args, config, content, style, out_dir / f"{content}_{style}.png",
+                       plan=plans[content, style])
         if code:
             return code
     return 0

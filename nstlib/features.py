@@ -9,6 +9,7 @@ Where the weights come from (auto/imagenet/hed-vgg16/random/file) is
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 from typing import NamedTuple
@@ -116,8 +117,26 @@ def conv_impl_choice(conv_impl: str, compute_dtype: str = "float32",
                      last_layer: str = "block5_conv1", image_size: int | None = None,
                      network: str = DEFAULT_NETWORK) -> conv_choice.ConvChoice:
     """``resolve_conv_impl`` with its one-line reason: ``ConvChoice(impl, reason)``."""
-    return conv_choice.choose(conv_impl, compute_dtype, last_layer, image_size,
-                              functools.partial(_forward_passes, network=network), network)
+    with _quiet_tensorflow_warnings():
+        return conv_choice.choose(conv_impl, compute_dtype, last_layer, image_size,
+                                  functools.partial(_forward_passes, network=network), network)
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow_warnings():
+    """TensorFlow's Python logger at ERROR for the block, then as it was.
+
+    A measurement builds a model and a traced forward pass per form and size, so after a
+    few of them TensorFlow warns about "retracing" on stdout: expected here, and noise in
+    a notebook's or a user's output.
+    """
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _forward_passes(last_layer: str, size: int, compute_dtype: str,

@@ -38,7 +38,6 @@ from nstlib.optimizer_specs import optimizer_spec
 from nstlib.settings import StylizeConfig, recipe_for
 from nstlib.sizes import fitted_hw, pyramid_hws
 from nstlib.vgg_layers import DEFAULT_NETWORK, deepest_layer, layer_channels, layers_up_to
-from nstlib.weight_sources import likely_source
 
 GIB = 2**30
 
@@ -137,21 +136,50 @@ def step_flops(height: int, width: int, content_layers, style_layers,
 
 
 # ----------------------------------------------------------------------------- memory
+#
+# Each prediction is computed for a config whose recipe is applied (``plan.RunPlan.config``)
+# and for exact image sizes: ``plan.make_plan`` calls ``peak_bytes_of`` and
+# ``step_seconds_at`` once per run. The ``predict_*`` functions, ``check_fits`` and
+# ``describe`` take that plan, or (for notebooks, benchmarks and tests) a ``StylizeConfig``
+# and the input sizes, which they plan once with ``plan.make_plan``.
 
 
-def activation_bytes(config: StylizeConfig, hw) -> tuple[int, int]:
+def _resolved(config) -> StylizeConfig:
+    """The recipe-applied config of a ``RunPlan``, or of a ``StylizeConfig`` as planned
+    before its weights are found (``plan.resolve_config``)."""
+    from nstlib.plan import RunPlan, resolve_config
+
+    return config.config if isinstance(config, RunPlan) else resolve_config(config)[0]
+
+
+def _plan(config, content_hw, style_hw):
+    """``config`` if it is a ``RunPlan``, else its plan for these input sizes."""
+    from nstlib.plan import as_plan
+
+    return as_plan(config, content_hw, style_hw)
+
+
+def activation_bytes(config, hw) -> tuple[int, int]:
     """(A_net, A_loss) in bytes of one forward pass over an image of size ``hw``.
 
     A_net: every layer up to the deepest loss layer, in the compute precision, summed
     over the pyramid levels the style loss sees. A_loss: the loss layers at float32.
+
+    Args:
+        config: A ``plan.RunPlan`` or a ``StylizeConfig`` (planned with the weights
+            ``weight_sources.likely_source`` expects).
+        hw: (height, width) the network sees.
     """
-    planned = config.planned()
-    loss, network = planned.loss, planned.network.architecture
+    return _activation_bytes(_resolved(config), hw)
+
+
+def _activation_bytes(resolved: StylizeConfig, hw) -> tuple[int, int]:
+    loss, network = resolved.loss, resolved.network.architecture
     layers = tuple(loss.content_layers) + tuple(loss.style_layers)
     if not layers:
         raise ValueError("at least one content or style layer is needed")
     last, wanted = deepest_layer(layers, network), set(layers)
-    dtype_bytes = 2 if config.network.compute_dtype == "bfloat16" else 4
+    dtype_bytes = 2 if resolved.network.compute_dtype == "bfloat16" else 4
     net = loss_bytes = 0
     for level, (h, w) in enumerate(pyramid_hws(hw, loss.pyramid_levels)):
         for name, lh, lw, c in layer_shapes(h, w, last, network):
@@ -161,23 +189,45 @@ def activation_bytes(config: StylizeConfig, hw) -> tuple[int, int]:
     return net, loss_bytes
 
 
-def optimizer_bytes(config: StylizeConfig, hw) -> int:
+def optimizer_bytes(config, hw) -> int:
     """Per-pixel optimizer state of an image of size ``hw`` (counted, not fitted): the
     optimizer's ``state_slots`` plus the loop's ``IMAGE_COPIES`` in float32 for a Keras
-    optimizer, SciPy's float64 vectors for L-BFGS (the one that is not)."""
+    optimizer, SciPy's float64 vectors for L-BFGS (the one that is not).
+
+    ``config``: a ``StylizeConfig`` or a ``plan.RunPlan``."""
     elements = 3 * int(hw[0]) * int(hw[1])
-    spec = optimizer_spec(config.optim.optimizer)
+    spec = optimizer_spec(getattr(config, "config", config).optim.optimizer)
     if spec.keras is None:  # L-BFGS through SciPy
         vectors = 2 * LBFGS_MEMORY + LBFGS_SCIPY_EXTRA_VECTORS + LBFGS_OWN_VECTORS
         return vectors * elements * 8
     return (spec.state_slots + IMAGE_COPIES) * elements * 4
 
 
-def predict_peak_bytes(config: StylizeConfig, content_hw, style_hw) -> int:
+def peak_bytes_of(resolved: StylizeConfig, stage_hws, input_hws) -> int:
+    """The peak of ``predict_peak_bytes`` from exact sizes (``plan.make_plan`` calls it).
+
+    Args:
+        resolved: A config with its recipe applied (``plan.RunPlan.config``).
+        stage_hws: Per scale, (the content's (h, w), the style images' (h, w)s).
+        input_hws: (h, w) of every input image as loaded.
+    """
+    worst = 0.0
+    for content_hw, style_hws in stage_hws:
+        net, loss_bytes = _activation_bytes(resolved, content_hw)
+        step = K_NET * net + K_LOSS * loss_bytes + optimizer_bytes(resolved, content_hw)
+        style = max((K_STYLE * _activation_bytes(resolved, hw)[0] for hw in style_hws),
+                    default=0.0)  # one style image's targets at a time
+        worst = max(worst, step, style)
+    inputs = INPUT_BYTES_PER_PIXEL * sum(int(h) * int(w) for h, w in input_hws)
+    return int(BASE_BYTES + worst + inputs)
+
+
+def predict_peak_bytes(config, content_hw=None, style_hw=None) -> int:
     """Predicted peak resident memory of ``stylize`` on a CPU, in bytes.
 
     Args:
-        config: The run's settings (size, scales, style size, layers, precision, optimizer).
+        config: The run's ``plan.RunPlan`` (then nothing else), or its ``StylizeConfig``
+            (size, scales, style size, layers, precision, optimizer) with:
         content_hw: (height, width) of the content image as loaded (any size: it is
             resized to each scale as ``stylize`` does).
         style_hw: (height, width) of the style image as loaded, or a list of them (one
@@ -187,55 +237,59 @@ def predict_peak_bytes(config: StylizeConfig, content_hw, style_hw) -> int:
         ``BASE_BYTES`` plus the largest of the step and style-target terms over the scales
         (see the module docstring), plus the loaded input images.
     """
-    content_hw, style_hws = tuple(map(int, content_hw[:2])), _as_hws(style_hw)
-    inputs = INPUT_BYTES_PER_PIXEL * sum(h * w for h, w in [content_hw, *style_hws])
-    worst = 0.0
-    for stage in config.stages():
-        chw = fitted_hw(content_hw, stage.size)
-        net, loss_bytes = activation_bytes(config, chw)
-        step = K_NET * net + K_LOSS * loss_bytes + optimizer_bytes(config, chw)
-        style = max(K_STYLE * activation_bytes(config, fitted_hw(hw, stage.style_size))[0]
-                    for hw in style_hws)  # one style image's targets at a time
-        worst = max(worst, step, style)
-    return int(BASE_BYTES + worst + inputs)
+    return _plan(config, content_hw, style_hw).peak_bytes
 
 
-def _as_hws(style_hw) -> list[tuple[int, int]]:
+def as_hws(style_hw) -> list[tuple[int, int]]:
     """One (height, width) or a sequence of them -> a list of int pairs."""
     if len(style_hw) and isinstance(style_hw[0], int | float):
         return [(int(style_hw[0]), int(style_hw[1]))]
     return [(int(hw[0]), int(hw[1])) for hw in style_hw]
 
 
-def step_flop_count(config: StylizeConfig, content_hw, size: int | None = None) -> int:
-    """Convolution + Gram FLOPs of one step (``step_flops``) with the longer side at
-    ``size`` (default: the largest scale), summed over the pyramid levels the style loss
-    sees."""
-    hw = fitted_hw(content_hw, size or config.stages()[-1].size)
-    planned, flops = config.planned(), 0
-    loss = planned.loss
+def _flops_at(resolved: StylizeConfig, hw) -> int:
+    loss, flops = resolved.loss, 0
     for level_hw in pyramid_hws(hw, loss.pyramid_levels):
         # coarser levels run the extractor (to its deepest layer) and the Grams again
         counts = step_flops(*level_hw, loss.content_layers, loss.style_layers,
-                            planned.network.architecture)
+                            resolved.network.architecture)
         flops += counts["conv_total"] + counts["gram"]
     return flops
 
 
-def predict_step_seconds(config: StylizeConfig, content_hw, size: int | None = None) -> float:
-    """Estimated seconds per step (FLOPs / calibrated rate), at ``size`` or the largest scale.
+def step_flop_count(config, content_hw, size: int | None = None) -> int:
+    """Convolution + Gram FLOPs of one step (``step_flops``) with the longer side at
+    ``size`` (default: the result's), summed over the pyramid levels the style loss
+    sees. ``config``: a ``StylizeConfig`` or a ``plan.RunPlan``."""
+    resolved = _resolved(config)
+    return _flops_at(resolved, fitted_hw(content_hw, size or resolved.result_size))
+
+
+def step_seconds_at(resolved: StylizeConfig, hw) -> float:
+    """Estimated seconds per step at exactly ``hw`` for a recipe-applied config
+    (``plan.make_plan`` calls it per scale)."""
+    rate = (STEP_GFLOPS[resolved.network.compute_dtype] * 1e9 * usable_cores()
+            / CALIBRATION_CORES)
+    return _flops_at(resolved, hw) / rate
+
+
+def predict_step_seconds(config, content_hw, size: int | None = None) -> float:
+    """Estimated seconds per step (FLOPs / calibrated rate), at ``size`` or the result's.
 
     An estimate: the rate is the one a step reached on ``CALIBRATION_MACHINE``, scaled by
-    this machine's usable cores over ``CALIBRATION_CORES``.
+    this machine's usable cores over ``CALIBRATION_CORES``. ``config``: a ``StylizeConfig``
+    or a ``plan.RunPlan``.
     """
-    rate = STEP_GFLOPS[config.network.compute_dtype] * 1e9 * usable_cores() / CALIBRATION_CORES
+    rate = (STEP_GFLOPS[getattr(config, "config", config).network.compute_dtype] * 1e9
+            * usable_cores() / CALIBRATION_CORES)
     return step_flop_count(config, content_hw, size) / rate
 
 
-def predict_run_seconds(config: StylizeConfig, content_hw) -> float:
-    """Estimated seconds of every step of a run, all scales (``predict_step_seconds``)."""
-    return sum(stage.steps * predict_step_seconds(config, content_hw, stage.size)
-               for stage in config.stages())
+def predict_run_seconds(config, content_hw=None) -> float:
+    """Estimated seconds of every step of a run, all scales (``predict_step_seconds``):
+    a ``plan.RunPlan``'s ``seconds``, or those of a ``StylizeConfig``'s plan."""
+    # the style images' sizes do not enter the time: plan with the content's
+    return _plan(config, content_hw, [content_hw] if content_hw is not None else None).seconds
 
 
 def usable_cores() -> int:
@@ -357,37 +411,32 @@ def _psutil_available() -> int | None:
 # ----------------------------------------------------------------------------- the check
 
 
-def largest_size_that_fits(config: StylizeConfig, content_hw, style_hw,
-                           available: int) -> int:
-    """The largest longer side (``size``) whose predicted peak fits in ``available`` bytes.
+def largest_size_that_fits(config, content_hw=None, style_hw=None,
+                           available: int | None = None) -> int:
+    """The largest longer side (``size``) whose predicted peak fits in ``available`` bytes
+    (default: ``available_bytes()``).
 
-    The run's other settings are kept; ``scales`` and an explicit ``style_size`` shrink in
-    proportion. Returns 0 when not even 1 px fits.
+    ``config`` is a ``plan.RunPlan`` or a ``StylizeConfig`` with the input sizes (as for
+    ``predict_peak_bytes``). The run's other settings are kept; ``scales`` and an explicit
+    ``style_size`` shrink in proportion (``RunPlan.at_size``). Returns 0 when not even
+    1 px fits.
     """
-    def fits(size: int) -> bool:
-        return predict_peak_bytes(_at_size(config, size), content_hw, style_hw) <= available
+    plan = _plan(config, content_hw, style_hw)
+    available = available_bytes() if available is None else available
 
-    top = config.stages()[-1].size
+    def fits(size: int) -> bool:
+        return plan.at_size(size).peak_bytes <= available
+
     if not fits(1):
         return 0
-    low, high = 1, top  # fits(low) holds; find the largest
+    low, high = 1, plan.size  # fits(low) holds; find the largest
     while low < high:
         middle = (low + high + 1) // 2
         low, high = (middle, high) if fits(middle) else (low, middle - 1)
     return low
 
 
-def _at_size(config: StylizeConfig, size: int) -> StylizeConfig:
-    """``config`` with its last scale at ``size`` px (other scales and style size scaled)."""
-    top = config.stages()[-1].size
-    ratio = size / top
-    scales = None if config.scales is None else tuple(max(1, round(s * ratio))
-                                                      for s in config.scales)
-    style = None if config.style_size is None else max(1, round(config.style_size * ratio))
-    return config.replace(size=size, scales=scales, style_size=style)
-
-
-def check_fits(config: StylizeConfig, content_hw, style_hw, available: int | None = None,
+def check_fits(config, content_hw=None, style_hw=None, available: int | None = None,
                flag: str = "size") -> None:
     """Refuse a run whose predicted peak memory exceeds the available memory.
 
@@ -395,7 +444,8 @@ def check_fits(config: StylizeConfig, content_hw, style_hw, available: int | Non
     for CPU runs).
 
     Args:
-        config, content_hw, style_hw: As for ``predict_peak_bytes``.
+        config: The run's ``plan.RunPlan``, or a ``StylizeConfig`` with ``content_hw`` and
+            ``style_hw`` as for ``predict_peak_bytes``.
         available: Bytes available (default: ``available_bytes()``).
         flag: How the message names the size ("size"; the CLI passes "--size").
 
@@ -406,51 +456,60 @@ def check_fits(config: StylizeConfig, content_hw, style_hw, available: int | Non
     available = available_bytes() if available is None else available
     if available is None or _tensorflow_sees_gpu():
         return
-    needed = predict_peak_bytes(config, content_hw, style_hw)
-    if needed <= available:
+    plan = _plan(config, content_hw, style_hw)
+    if plan.peak_bytes <= available:
         return
-    largest = largest_size_that_fits(config, content_hw, style_hw, available)
+    largest = largest_size_that_fits(plan, available=available)
     advice = (f"the largest size that fits is about {_round_down(largest)} px" if largest
               else "not even a 1 px image fits; free some memory")
-    raise InsufficientMemoryError(f"{flag} {config.stages()[-1].size} needs about "
-                                  f"{format_bytes(needed)}, {format_bytes(available)} "
+    raise InsufficientMemoryError(f"{flag} {plan.size} needs about "
+                                  f"{format_bytes(plan.peak_bytes)}, {format_bytes(available)} "
                                   f"available; {advice}")
 
 
-def describe(config: StylizeConfig, content_hw, style_hw, available: int | None) -> list[str]:
-    """The lines ``nst stylize --dry-run`` prints: result size, memory, time (estimates).
+def describe(config, content_hw=None, style_hw=None, available: int | None = None) -> list[str]:
+    """The lines ``nst stylize --dry-run`` prints: result size, memory, time (estimates),
+    the network and recipe (``describe_plan``).
 
     Args:
-        config, content_hw, style_hw: As for ``predict_peak_bytes``.
+        config: The run's ``plan.RunPlan``, or a ``StylizeConfig`` with ``content_hw`` and
+            ``style_hw`` as for ``predict_peak_bytes``.
         available: Bytes available (None: unknown).
     """
-    height, width = fitted_hw(content_hw, config.stages()[-1].size)
-    steps = sum(stage.steps for stage in config.stages())
+    plan = _plan(config, content_hw, style_hw)
+    height, width = plan.result_hw
     free = "unknown" if available is None else format_bytes(available)
-    peak = predict_peak_bytes(config, content_hw, style_hw)
-    step, run = predict_step_seconds(config, content_hw), predict_run_seconds(config, content_hw)
+    network = plan.config.network
     return [
-        f"result {width}x{height} px, {config.network.compute_dtype}, "
-        f"{config.optim.optimizer}, {steps} steps",
-        f"predicted peak memory: {format_bytes(peak)} (CPU run; available: {free})",
-        f"seconds per step (estimated): {format_seconds(step)}; all steps (estimated): "
-        f"{format_seconds(run)}",
+        f"result {width}x{height} px, {network.compute_dtype}, "
+        f"{plan.config.optim.optimizer}, {plan.total_steps} steps",
+        f"predicted peak memory: {format_bytes(plan.peak_bytes)} (CPU run; available: "
+        f"{free})",
+        f"seconds per step (estimated): {format_seconds(plan.stages[-1].step_seconds)}; all "
+        f"steps (estimated): {format_seconds(plan.seconds)}",
         f"(time estimated from the step rate measured on {CALIBRATION_MACHINE}, scaled to "
         f"{usable_cores()} cores here)",
-        describe_plan(config),
+        describe_plan(plan),
     ]
 
 
-def describe_plan(config: StylizeConfig) -> str:
+def describe_plan(config) -> str:
     """One line: the network, weights and recipe settings a run is planned with.
 
-    For ``weights="auto"`` this is the source ``weight_sources.likely_source`` expects;
-    the run itself says in one line what it found.
+    ``config``: a ``plan.RunPlan``, or a ``StylizeConfig`` (planned with the source
+    ``weight_sources.likely_source`` expects). A source the run has not found yet is
+    marked "(expected)" for ``weights="auto"``; the run itself says in one line what it
+    found.
     """
-    planned = config.planned()
-    network, loss = planned.network, planned.loss
-    source, _ = likely_source(network.weights, network.architecture)
-    expected = " (expected)" if network.weights == "auto" else ""
+    from nstlib.plan import RunPlan, resolve_config
+
+    if isinstance(config, RunPlan):
+        resolved, source, found = config.config, config.weights_source, config.weights_found
+    else:
+        resolved, weights = resolve_config(config)
+        source, found = weights.source, False
+    network, loss = resolved.network, resolved.loss
+    expected = " (expected)" if network.weights == "auto" and not found else ""
     return (f"network: {network.architecture.upper()}, weights {source}{expected}, recipe "
             f"{recipe_for(source)}: {network.pooling} pooling, content "
             f"{','.join(loss.content_layers)}, style {','.join(loss.style_layers)}, "

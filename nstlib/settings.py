@@ -360,9 +360,17 @@ class StylizeConfig(Options):
                               f"noise's seed is a signed 64-bit integer), got {self.seed}")
         self.stages()  # checks scales against steps
 
+    @property
+    def result_size(self) -> int:
+        """Longer side of the result: the last scale, else ``size``."""
+        return self.scales[-1] if self.scales else self.size
+
     def stages(self) -> list[Stage]:
-        """The coarse-to-fine plan: (size, style size, steps) per scale, coarse first."""
-        top = self.scales[-1] if self.scales else self.size  # style_scale is relative to it
+        """The coarse-to-fine scales: (size, style size, steps) per scale, coarse first.
+
+        A run reads them, in exact pixels, from its plan (``nstlib.plan.make_plan``).
+        """
+        top = self.result_size  # style_scale is relative to it
         style_size = style_side(top, self.style_size, self.style_scale)
         try:
             return coarse_to_fine_schedule(self.size, self.scales, self.optim.steps,

@@ -2,10 +2,11 @@
 
 The settings are ``nstlib.settings``' (``StylizeConfig`` with its ``network``, ``loss`` and
 ``optim`` sections, each setting also by flat name). This module decides the weights of a
-run and fills in their recipe (``resolve_run``), builds the feature extractor, loads the
-images and masks, runs ``optimize.minimize`` at each coarse-to-fine stage
-(``StylizeConfig.stages``) and returns the image, the history and the run record
-(``run_record``: a plain dict, the ``config`` of the result, not a ``StylizeConfig``).
+run, makes its plan once (``nstlib.plan.make_plan``: the recipe of the weights found
+applied, every stage's exact sizes, the predicted memory, checked here), builds the feature
+extractor, loads the images and masks, runs ``optimize.minimize`` at each coarse-to-fine
+stage of the plan and returns the image, the history and the run record (``run_record``: a
+plain dict, the ``config`` of the result, not a ``StylizeConfig``).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from nstlib.conv_choice import size_bucket
 from nstlib.features import FeatureExtractor
 from nstlib.losses import StyleTransferObjective, blend_weights
 from nstlib.optimize import History, minimize
+from nstlib.plan import RunPlan, StagePlan, make_plan, resolve_config
 from nstlib.records import record_path
 from nstlib.reproducibility import environment_record, set_seed
 from nstlib.resources import check_fits
-from nstlib.settings import INITS, Stage, StylizeConfig, recipe_for
+from nstlib.settings import INITS, StylizeConfig, recipe_for
 from nstlib.sizes import fitted_hw
 from nstlib.vgg_weights import resolve_weights
 
@@ -123,26 +125,35 @@ def resolve_run(config: StylizeConfig) -> tuple[StylizeConfig, object]:
         (the config with every setting concrete, the ``vgg_weights.ResolvedWeights`` for
         ``FeatureExtractor``: source, file, network and why).
     """
-    found = resolve_weights(config.network.weights, weight_seed(config),
-                            config.network.architecture)
-    return config.resolved(found.source, found.network), found
+    found = _find_weights(config)
+    return resolve_config(config, found)[0], found
 
 
-def extractor_for(config: StylizeConfig, weights=None) -> FeatureExtractor:
+def _find_weights(config: StylizeConfig):
+    """The ``vgg_weights.ResolvedWeights`` of a run (looked up, downloaded or random)."""
+    return resolve_weights(config.network.weights, weight_seed(config),
+                           config.network.architecture)
+
+
+def extractor_for(config: StylizeConfig | RunPlan, weights=None) -> FeatureExtractor:
     """The (cached) extractor of a run: the loss's layers, the network settings.
 
     Args:
-        config: A config whose recipe settings are filled in (``resolve_run``); with
-            None left, the weights are resolved here.
+        config: The run's ``plan.RunPlan`` (``stylize``), or a config whose recipe
+            settings are filled in (``resolve_run``); with None left, the weights are
+            resolved here.
         weights: The resolved weights (default: resolve ``config.network.weights``).
     """
-    if weights is None:
+    if isinstance(config, RunPlan):
+        config = config.config  # the recipe applied; its result size is the plan's
+        weights = _find_weights(config) if weights is None else weights
+    elif weights is None:
         config, weights = resolve_run(config)
     network = config.network
     return cached_extractor(config.loss.content_layers, config.loss.style_layers,
                             weights, network.pooling, weight_seed(config),
                             network.compute_dtype, network.conv_impl,
-                            size_bucket(config.stages()[-1].size), network.first_layer_dc,
+                            size_bucket(config.result_size), network.first_layer_dc,
                             network.architecture)
 
 
@@ -255,7 +266,8 @@ def initial_image(init: str, content: tf.Tensor, style: tf.Tensor, seed: int) ->
 
 
 def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=None,
-            callbacks: Sequence = (), progress: bool = True, **overrides) -> StylizeResult:
+            callbacks: Sequence = (), progress: bool = True,
+            checked_plan: RunPlan | None = None, **overrides) -> StylizeResult:
     """Neural style transfer by optimisation (Gatys et al. 2016).
 
     Args:
@@ -273,6 +285,10 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
             ``style`` (and the record describes them as text, like the images).
         callbacks: ``callback(step, image, losses)``; returning True stops the run.
         progress: Show a progress bar.
+        checked_plan: A plan of this run whose memory the caller already checked
+            (``nst stylize`` checks the plan it makes from the image headers before
+            TensorFlow loads): the memory is then checked here only if the plan of the
+            weights found predicts more. None: checked here.
         **overrides: Settings by flat name over ``config``, e.g. ``size=128,
             style_weight=100, optimizer="lbfgs"`` (``StylizeConfig.flat_fields()`` lists
             them with their help text).
@@ -289,25 +305,30 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
     The history then has a "scale" column, steps numbered on across scales, and seconds
     counted from the start of the first scale.
 
+    The run is planned once, after its weights are found (``nstlib.plan.make_plan``):
+    every stage's sizes, the recipe and the memory check come from that plan, which the
+    record keeps under "plan".
+
     Returns:
         ``StylizeResult`` with the (1, H, W, 3) image, the history and the run record.
 
     Raises:
         nstlib.ConfigError: an unknown setting or a bad value (before any work).
+        nstlib.resources.InsufficientMemoryError: the plan needs more memory than there
+            is (a CPU run).
         nstlib.optimize.NonFiniteLossError: the loss diverged (the last finite image is
             attached to the error).
     """
     config = (config or StylizeConfig()).replace(**overrides)
-    stages = config.stages()
     if style_masks is not None:
         config.loss.check_masks()
     set_seed(config.seed, config.deterministic)
     started = time.perf_counter()
-    inputs = _load_inputs(config, stages, content, style, style_masks)
-    config, weights = resolve_run(config)
-    extractor = extractor_for(config, weights)
+    inputs, weights, plan = _load_and_plan(config, content, style, style_masks, checked_plan)
+    config = plan.config
+    extractor = extractor_for(plan, weights)
     image, parts, first_start = None, [], None
-    for stage in stages:
+    for stage in plan.stages:
         outcome, content_image, style_images, scale_start = _run_stage(
             config, stage, extractor, inputs, image, callbacks, progress)
         first_start = scale_start if first_start is None else first_start
@@ -317,8 +338,8 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
             break
     history = outcome.history if config.scales is None else History.joined(parts, "scale")
     if config.preserve_colors == "luminance":
-        image = _recolor(image, images.resize_max_side(inputs.content_rgb, stage.size))
-    record = run_record(config, stages, content, style, extractor, outcome)
+        image = _recolor(image, _fit(inputs.content_rgb, stage.content_hw))
+    record = run_record(config, plan.stages, content, style, extractor, outcome)
     record.update(content_shape=list(content_image.shape),
                   style_shape=list(style_images[inputs.first].shape),
                   steps_done=sum(int(part.rows[-1]["step"]) for _, part, _ in parts
@@ -328,6 +349,7 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
         record["style_shapes"] = [list(s.shape) for s in style_images]
     if style_masks is not None:
         record["style_masks"] = _describe_source(_as_list(style_masks))
+    record["plan"] = plan.record()
     return StylizeResult(image, history, record)
 
 
@@ -342,21 +364,38 @@ class _Inputs(NamedTuple):
     first: int
 
 
-def _load_inputs(config: StylizeConfig, stages: list[Stage], content, style,
-                 style_masks) -> _Inputs:
-    """Load and check the images and masks of a run (before any network is built)."""
-    weights = blend_weights(config.loss.style_blend, len(_as_list(style)))  # checks the count
-    first = weights.index(max(weights))  # the style that init="style" starts from
+def _load_and_plan(config: StylizeConfig, content, style, style_masks,
+                   checked_plan: RunPlan | None):
+    """Load the images, find the weights, plan the run (``make_plan``), check its memory
+    (unless ``checked_plan`` predicted as much) and load the masks, before any network is
+    built.
+
+    Returns:
+        (the ``_Inputs``, the ``vgg_weights.ResolvedWeights``, the ``RunPlan``).
+    """
+    blend = blend_weights(config.loss.style_blend, len(_as_list(style)))  # checks the count
+    first = blend.index(max(blend))  # the style that init="style" starts from
     content_full = images.load_image(content)
     styles_full = [images.load_image(s) for s in _as_list(style)]
-    check_fits(config, content_full.shape[1:3], [s.shape[1:3] for s in styles_full])
+    weights = _find_weights(config)
+    plan = make_plan(config, content_full.shape[1:3], [s.shape[1:3] for s in styles_full],
+                     weights)
+    if checked_plan is None or plan.peak_bytes > checked_plan.peak_bytes:
+        check_fits(plan)
     masks = None if style_masks is None else load_style_masks(
-        style_masks, len(styles_full), content_full.shape, stages[-1].size)
-    content, styles = color_inputs(config.preserve_colors, content_full, styles_full)
-    return _Inputs(content_full, content, styles, masks, first)
+        style_masks, len(styles_full), content_full.shape, plan.size)
+    content, styles = color_inputs(plan.config.preserve_colors, content_full, styles_full)
+    return _Inputs(content_full, content, styles, masks, first), weights, plan
 
 
-def _run_stage(config: StylizeConfig, stage: Stage, extractor: FeatureExtractor,
+def _fit(image: tf.Tensor, hw) -> tf.Tensor:
+    """``image`` resized to exactly ``hw`` (a size from the plan), or itself if it has it."""
+    if (int(image.shape[1]), int(image.shape[2])) == tuple(hw):
+        return image
+    return images.resize(image, tuple(hw))
+
+
+def _run_stage(config: StylizeConfig, stage: StagePlan, extractor: FeatureExtractor,
                inputs: _Inputs, image, callbacks, progress: bool):
     """Optimise at one scale, from ``image`` upsampled (or the init at the first scale).
 
@@ -364,16 +403,16 @@ def _run_stage(config: StylizeConfig, stage: Stage, extractor: FeatureExtractor,
         (the ``OptimizationResult``, the content image and the style images at this scale,
         the ``time.perf_counter()`` at the start of the optimisation).
     """
-    content_image = images.resize_max_side(inputs.content, stage.size)
-    style_images = [images.resize_max_side(s, stage.style_size) for s in inputs.styles]
+    content_image = _fit(inputs.content, stage.content_hw)
+    style_images = [_fit(s, hw) for s, hw in zip(inputs.styles, stage.style_hws, strict=True)]
     objective = StyleTransferObjective(extractor, content_image, style_images, config.loss,
                                        style_masks=inputs.masks, seed=config.seed)
     start = (initial_image(config.init, content_image, style_images[inputs.first], config.seed)
              if image is None else images.resize(image, (int(content_image.shape[1]),
                                                     int(content_image.shape[2]))))
     if config.preserve_colors == "luminance":  # callbacks see the recoloured image
-        callbacks = _recolored_callbacks(
-            callbacks, images.resize_max_side(inputs.content_rgb, stage.size))
+        callbacks = _recolored_callbacks(callbacks, _fit(inputs.content_rgb,
+                                                         stage.content_hw))
     started = time.perf_counter()
     outcome = minimize(objective, start, steps=stage.steps, optimizer=config.optim.optimizer,
                        learning_rate=config.optim.learning_rate,
@@ -383,11 +422,11 @@ def _run_stage(config: StylizeConfig, stage: Stage, extractor: FeatureExtractor,
     return outcome, content_image, style_images, started
 
 
-def _bar_label(config: StylizeConfig, stage: Stage) -> str:
+def _bar_label(config: StylizeConfig, stage: StagePlan) -> str:
     return "stylize" if config.scales is None else f"stylize @{stage.size}"
 
 
-def run_record(config: StylizeConfig, stages: list[Stage], content, style,
+def run_record(config: StylizeConfig, stages: Sequence, content, style,
                extractor: FeatureExtractor, outcome) -> dict:
     """The record of a run: inputs, every setting by flat name, weights used, outcome.
 

@@ -318,7 +318,8 @@ def wct_stylize(content, style, *, layers: Sequence[str] = DEFAULT_WCT_LAYERS,
 
     Args:
         content, style: Images in any form ``images.load_image`` accepts.
-        layers: VGG19 layer names, one level each, applied in the given order.
+        layers: Layer names of the network used, one level each, applied in the given
+            order (the default levels exist in VGG19 and VGG16).
         alpha, eps, rank: See ``wct``.
         size, style_size: Longer sides in pixels (``style_size`` defaults to ``size``).
         steps: Inversion steps per level.
@@ -337,9 +338,11 @@ def wct_stylize(content, style, *, layers: Sequence[str] = DEFAULT_WCT_LAYERS,
     started = time.perf_counter()
     content_image = images.resize_max_side(images.load_image(content), int(size))
     style_image = images.resize_max_side(images.load_image(style), int(style_size or size))
-    parts, level_images, image, extractor, offset = [], [], content_image, None, 0.0
-    for level, layer in enumerate(layers):
-        extractor = layer_extractor(layer, weights, pooling, seed, network)
+    # Every level's extractor first: a layer the network lacks (VGG16 has no block3_conv4)
+    # fails here, before any level has spent its steps.
+    extractors = [layer_extractor(layer, weights, pooling, seed, network) for layer in layers]
+    parts, level_images, image, offset = [], [], content_image, 0.0
+    for level, extractor in enumerate(extractors):
         outcome = wct_level(image, style_image, extractor, alpha=alpha, eps=eps, rank=rank,
                             steps=steps, tv_weight=tv_weight, optimizer=optimizer,
                             learning_rate=learning_rate, progress=progress)
@@ -356,6 +359,7 @@ def wct_stylize(content, style, *, layers: Sequence[str] = DEFAULT_WCT_LAYERS,
         "learning_rate": outcome.learning_rate, "tv_weight": tv_weight, "pooling": pooling,
         "seed": int(seed), "deterministic": deterministic, "weights": str(weights),
         "weights_source": extractor.weights_source, "architecture": extractor.network,
+        "weights_reason": extractor.weights_reason,
         "weights_path": None if extractor.weights_path is None else str(extractor.weights_path),
         "status": outcome.status, "wall_seconds": time.perf_counter() - started,
         "environment": environment_record(),

@@ -196,3 +196,15 @@ def test_conv_impl_choice_and_identical_features():
     for fa, fb in zip(a.style + a.content, b.style + b.content, strict=True):
         np.testing.assert_allclose(fb.numpy(), fa.numpy(), rtol=1e-4,
                                    atol=1e-4 * float(np.abs(fa.numpy()).max()))
+
+
+def test_conv_measurement_keeps_tensorflow_retracing_warnings_quiet_and_restores_level():
+    import logging
+
+    from nstlib.features import _quiet_tensorflow_warnings
+    logger = tf.get_logger()
+    before = logger.level
+    with _quiet_tensorflow_warnings():
+        assert not logger.isEnabledFor(logging.WARNING)
+        assert logger.isEnabledFor(logging.ERROR)
+    assert logger.level == before

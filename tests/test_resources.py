@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from nstlib import resources
+from nstlib.plan import make_plan
 from nstlib.settings import StylizeConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -287,9 +288,10 @@ def test_largest_size_scales_scales_and_style_size():
     largest = resources.largest_size_that_fits(config(size=10**5, scales=(5 * 10**4, 10**5),
                                                       style_size=2 * 10**5),
                                                (1000, 1000), (1000, 1000), available)
-    scaled = resources._at_size(cfg, largest)
-    assert scaled.scales == (round(largest / 2), largest) and scaled.style_size == 2 * largest
-    assert resources.predict_peak_bytes(scaled, (1000, 1000), (1000, 1000)) <= available
+    scaled = make_plan(cfg, (1000, 1000), (1000, 1000)).at_size(largest)  # as it searched
+    assert scaled.config.scales == (round(largest / 2), largest)
+    assert scaled.config.style_size == 2 * largest
+    assert resources.predict_peak_bytes(scaled) <= available
 
 
 @pytest.mark.parametrize("count, text", [(1.2 * 2**40, "1.2 TiB"), (21.3 * GIB, "21.3 GiB"),

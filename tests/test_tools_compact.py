@@ -95,3 +95,19 @@ def test_stderr_streams_are_dropped_and_stdout_kept(tmp_path):
     assert result["cells"][0]["outputs"] == [notebook["cells"][0]["outputs"][1]]
     assert result["cells"][1:] == notebook["cells"][1:]
     assert compact.drop_stderr_streams(result) == 0  # nothing left to drop
+
+
+def test_tensorflow_log_lines_on_stdout_are_dropped_and_the_rest_kept(tmp_path):
+    warning = ("WARNING:tensorflow:5 out of the last 17 calls to <function f> triggered "
+               "tf.function retracing.\n")
+    notebook = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": warning},
+        {"output_type": "stream", "name": "stdout",
+         "text": [warning, "network and weights used: VGG16, hed-vgg16\n", "loss 0.45\n"]},
+    ]}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(notebook))
+    compact.compact_file(path)
+    outputs = json.loads(path.read_text())["cells"][0]["outputs"]
+    assert outputs == [{"output_type": "stream", "name": "stdout",
+                        "text": "network and weights used: VGG16, hed-vgg16\nloss 0.45\n"}]

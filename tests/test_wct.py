@@ -217,3 +217,28 @@ def test_wct_stylize_runs_every_level_and_records_them():
     assert result.config["weights_source"] == "random"
     with pytest.raises(ValueError, match="one layer"):
         wct.wct_stylize(_image(3).numpy(), _image(4).numpy(), layers=(), progress=False)
+
+
+def test_wct_stylize_with_the_trained_vgg16_records_its_network_and_source():
+    """hed-vgg16 weights are VGG16 weights: the default levels exist there too, and the
+    record says which network, source and why (what notebook 08 prints)."""
+    result = wct.wct_stylize(_image(3).numpy(), _image(4).numpy(),
+                             layers=("block4_conv1", "block1_conv1"), size=32, steps=1,
+                             weights="hed-vgg16", progress=False)
+    config = result.config
+    assert (config["architecture"], config["weights_source"]) == ("vgg16", "hed-vgg16")
+    assert "hed-vgg16" in config["weights_reason"]
+    assert len(result.level_images) == 2
+    assert set(wct.DEFAULT_WCT_LAYERS) <= set(wct.layer_extractor(
+        "block5_pool", weights="hed-vgg16").layers_built)
+
+
+def test_wct_stylize_rejects_a_layer_the_network_lacks_before_any_level_runs(monkeypatch):
+    def no_optimisation(*args, **kwargs):
+        raise AssertionError("a level ran before the layers were checked")
+
+    monkeypatch.setattr(wct, "minimize", no_optimisation)
+    with pytest.raises(ValueError, match="unknown VGG16 content layer.*block3_conv4"):
+        wct.wct_stylize(_image(3).numpy(), _image(4).numpy(),
+                        layers=("block1_conv1", "block3_conv4"), size=32, steps=1,
+                        weights="hed-vgg16", progress=False)

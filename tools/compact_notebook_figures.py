@@ -1,4 +1,4 @@
-"""Tidy stored notebook outputs: large PNG figures as JPEG, and no log lines on stderr.
+"""Tidy stored notebook outputs: large PNG figures as JPEG, and no log lines.
 
 Stylised images and image grids compress badly as PNG (a 6-panel grid of 256 px results is
 about 1 MB); as JPEG at quality 90 they take about a quarter of that with no visible
@@ -8,7 +8,8 @@ What a process writes on stderr while a notebook runs is logging, not teaching:
 TensorFlow's absl/oneDNN start-up lines, Keras' "Downloading data from", nstlib's
 "which weights" line and progress bars. nbval never compares it (notebooks/conftest.py),
 and each notebook prints what a reader needs (CPU, network, weights source) on stdout, so
-stderr streams are dropped from the stored outputs. Every other output is left as it is.
+stderr streams are dropped from the stored outputs, and so are the lines TensorFlow's Python
+logger prints on stdout (retracing warnings). Every other output is left as it is.
 ``make notebooks`` runs this after executing the notebooks.
 
     python tools/compact_notebook_figures.py notebooks/*.ipynb
@@ -74,17 +75,36 @@ def compact_outputs(notebook: dict, min_bytes: int = MIN_BYTES) -> int:
     return saved
 
 
+#: What TensorFlow's Python logger prints on stdout ("WARNING:tensorflow:5 out of the last
+#: 17 calls ... triggered tf.function retracing"): logging, like stderr.
+TENSORFLOW_LOG_PREFIXES = ("WARNING:tensorflow:", "INFO:tensorflow:", "ERROR:tensorflow:")
+
+
+def _without_log_lines(text: str) -> str:
+    lines = text.splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith(TENSORFLOW_LOG_PREFIXES))
+
+
 def drop_stderr_streams(notebook: dict) -> int:
-    """Remove every stderr stream output, in place; returns how many were removed."""
-    removed = 0
+    """Remove every stderr stream output and TensorFlow's log lines from stdout streams, in
+    place; returns how many outputs were removed or shortened."""
+    touched = 0
     for cell in notebook.get("cells", []):
         outputs = cell.get("outputs", [])
-        kept = [o for o in outputs
-                if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
-        removed += len(outputs) - len(kept)
+        kept = []
+        for output in outputs:
+            if output.get("output_type") == "stream":
+                text = "".join(output.get("text", ""))
+                tidy = "" if output.get("name") == "stderr" else _without_log_lines(text)
+                if tidy != text:
+                    touched += 1
+                    if not tidy:
+                        continue
+                    output = {**output, "text": tidy}
+            kept.append(output)
         if outputs:
             cell["outputs"] = kept
-    return removed
+    return touched
 
 
 def compact_file(path: Path, min_bytes: int = MIN_BYTES) -> int:

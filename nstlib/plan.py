@@ -1,0 +1,205 @@
+"""The plan of one run, made once and frozen: what ``stylize`` will do, before it does it.
+
+A ``StylizeConfig`` leaves some settings at None ("decided by the weights' recipe") and says
+sizes as longer sides. ``make_plan`` turns it, the input images' sizes and the weights a
+run found (or, before they are looked up, the source ``weight_sources.likely_source``
+expects) into a ``RunPlan``: the network, the weights source and recipe, the config with
+the recipe applied (no None left), every coarse-to-fine stage's exact (height, width) for
+the content and each style image, the deepest layer the losses use, and the predicted peak
+memory and time (``nstlib.resources``' model). ``stylize``, the memory check, ``nst
+stylize``'s size checks and its ``--dry-run`` all read this one plan; none of them looks a
+recipe up or turns a longer side into a size again.
+
+TensorFlow-free, so the command line makes the plan from image headers before TensorFlow
+loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from nstlib import resources
+from nstlib.settings import StylizeConfig, recipe_for
+from nstlib.sizes import fitted_hw
+from nstlib.vgg_layers import deepest_layer
+from nstlib.weight_sources import likely_source
+
+
+class FoundWeights(NamedTuple):
+    """The part of ``vgg_weights.ResolvedWeights`` a plan needs: the source and its network."""
+
+    source: str
+    network: str
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One coarse-to-fine scale of a run, in exact pixels.
+
+    Attributes:
+        size: Longer side of the result at this scale.
+        style_size: Longer side of the style images at this scale.
+        steps: Optimisation steps at this scale.
+        content_hw: (height, width) the content (and the result) has at this scale.
+        style_hws: (height, width) of each style image at this scale.
+        step_seconds: Predicted seconds per step at this scale (an estimate,
+            ``resources.predict_step_seconds``).
+    """
+
+    size: int
+    style_size: int
+    steps: int
+    content_hw: tuple[int, int]
+    style_hws: tuple[tuple[int, int], ...]
+    step_seconds: float
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run was decided to be, before it starts (frozen; ``make_plan`` makes it).
+
+    Attributes:
+        config: The run's settings with the recipe of its weights applied: no None left
+            in the recipe's settings, the network set.
+        network: "vgg19" or "vgg16".
+        weights_source: "imagenet", "hed-vgg16", "file" or "random".
+        weights_found: True when the source is the one the run found; False when it is
+            the one ``weight_sources.likely_source`` expects before the weights are
+            looked up (the CLI's plan, made before TensorFlow loads).
+        recipe: The ``settings.RECIPES`` key applied.
+        content_hw: (height, width) of the content image as loaded.
+        style_hws: (height, width) of each style image as loaded.
+        stages: One ``StagePlan`` per scale, coarse first (one without ``scales``).
+        deepest_layer: The deepest layer any loss uses (the network is built up to it).
+        peak_bytes: Predicted peak resident memory of a CPU run
+            (``resources.predict_peak_bytes``'s model).
+        seconds: Predicted seconds of all steps (an estimate for this machine's cores).
+    """
+
+    config: StylizeConfig
+    network: str
+    weights_source: str
+    weights_found: bool
+    recipe: str
+    content_hw: tuple[int, int]
+    style_hws: tuple[tuple[int, int], ...]
+    stages: tuple[StagePlan, ...]
+    deepest_layer: str
+    peak_bytes: int
+    seconds: float
+
+    @property
+    def size(self) -> int:
+        """Longer side of the result (the last scale's)."""
+        return self.stages[-1].size
+
+    @property
+    def result_hw(self) -> tuple[int, int]:
+        """(height, width) of the result."""
+        return self.stages[-1].content_hw
+
+    @property
+    def total_steps(self) -> int:
+        """Optimisation steps over every scale."""
+        return sum(stage.steps for stage in self.stages)
+
+    def describe(self, available: int | None = None) -> list[str]:
+        """The lines ``nst stylize --dry-run`` prints: result size, memory, time, the
+        network and recipe (``resources.describe``)."""
+        return resources.describe(self, available=available)
+
+    def at_size(self, size: int) -> RunPlan:
+        """This plan with the result's longer side at ``size`` (other scales and an
+        explicit style size in proportion; same inputs, weights and recipe)."""
+        ratio = size / self.size
+        config = self.config
+        scales = None if config.scales is None else tuple(max(1, round(s * ratio))
+                                                          for s in config.scales)
+        style = None if config.style_size is None else max(1, round(config.style_size * ratio))
+        return _make(config.replace(size=size, scales=scales, style_size=style),
+                     self.content_hw, self.style_hws,
+                     FoundWeights(self.weights_source, self.network), self.weights_found)
+
+    def record(self) -> dict:
+        """The plan as JSON-able values, for the run record's "plan" entry."""
+        return {"network": self.network, "weights_source": self.weights_source,
+                "recipe": self.recipe, "deepest_layer": self.deepest_layer,
+                "stages": [{"size": s.size, "style_size": s.style_size, "steps": s.steps,
+                            "content_hw": list(s.content_hw),
+                            "style_hws": [list(hw) for hw in s.style_hws]}
+                           for s in self.stages],
+                "predicted_peak_bytes": self.peak_bytes,
+                "predicted_seconds": self.seconds}
+
+
+def resolve_config(config: StylizeConfig, weights=None) -> tuple[StylizeConfig, FoundWeights]:
+    """``config`` with its weights' recipe applied, and those weights (source, network).
+
+    Args:
+        config: The run's settings (settings may be None: the recipe decides).
+        weights: What the run found (``vgg_weights.ResolvedWeights`` or anything with
+            ``source`` and ``network``), or None: the source
+            ``weight_sources.likely_source`` expects.
+    """
+    if weights is None:
+        found = FoundWeights(*likely_source(config.network.weights,
+                                            config.network.architecture))
+    else:
+        found = FoundWeights(str(weights.source), weights.network)
+    return config.resolved(found.source, found.network), found
+
+
+def make_plan(config: StylizeConfig, content_hw, style_hws, weights=None) -> RunPlan:
+    """The plan of a run (see the module docstring).
+
+    Args:
+        config: The run's settings.
+        content_hw: (height, width) of the content image as loaded (or from its header).
+        style_hws: (height, width) of each style image as loaded, or one (height, width).
+        weights: The weights the run found (``vgg_weights.ResolvedWeights`` or anything
+            with ``source`` and ``network``), or None: plan for the source
+            ``weight_sources.likely_source`` expects (as ``StylizeConfig.planned``).
+
+    Raises:
+        ConfigError: the recipe's or the config's layers do not exist in the network.
+    """
+    resolved, found = resolve_config(config, weights)
+    return _make(resolved, content_hw, style_hws, found, weights is not None)
+
+
+def _make(resolved: StylizeConfig, content_hw, style_hws, found: FoundWeights,
+          weights_found: bool) -> RunPlan:
+    """``make_plan`` for a config already resolved for ``found``."""
+    content_hw = (int(content_hw[0]), int(content_hw[1]))
+    style_hws = tuple(resources.as_hws(style_hws))
+    stages = []
+    for stage in resolved.stages():
+        stage_hw = fitted_hw(content_hw, stage.size)
+        stages.append(StagePlan(stage.size, stage.style_size, stage.steps, stage_hw,
+                                tuple(fitted_hw(hw, stage.style_size) for hw in style_hws),
+                                resources.step_seconds_at(resolved, stage_hw)))
+    loss = resolved.loss
+    peak = resources.peak_bytes_of(resolved, [(s.content_hw, s.style_hws) for s in stages],
+                                   [content_hw, *style_hws])
+    return RunPlan(
+        config=resolved, network=resolved.network.architecture,
+        weights_source=found.source, weights_found=weights_found,
+        recipe=recipe_for(found.source), content_hw=content_hw, style_hws=style_hws,
+        stages=tuple(stages),
+        deepest_layer=deepest_layer(tuple(loss.content_layers) + tuple(loss.style_layers),
+                                    resolved.network.architecture),
+        peak_bytes=peak, seconds=sum(s.steps * s.step_seconds for s in stages))
+
+
+def as_plan(config, content_hw=None, style_hws=None) -> RunPlan:
+    """``config`` itself when it is a ``RunPlan``, else ``make_plan(config, content_hw,
+    style_hws)`` (the functions of ``resources`` take either)."""
+    if isinstance(config, RunPlan):
+        return config
+    if content_hw is None or style_hws is None:
+        raise TypeError("a StylizeConfig needs content_hw and style_hw to be planned")
+    return make_plan(config, content_hw, style_hws)
+
+
+__all__ = ["FoundWeights", "RunPlan", "StagePlan", "as_plan", "make_plan", "resolve_config"]
