@@ -412,6 +412,8 @@ def _stylize_one(args, config, content: str, style: str | list[str], output: Pat
 
     # Fail before any work, and never touch an input (sample names protect data/ files).
     check_output_location(output)
+    if style_masks:
+        config.loss.check_masks()
     styles = style if isinstance(style, list) else [style]
     inputs = [content, *styles, *(style_masks or ())]
     for target in (output, record_path(output)):

@@ -35,6 +35,8 @@ from nstlib.settings import (
     recipe_for,
 )
 from nstlib.statistics import gram_matrix, guided_gram, shrink_gram
+from nstlib.style_loss_specs import style_loss_spec
+from nstlib.vgg_layers import network_spec
 
 
 def _check(value, allowed, what):
@@ -326,6 +328,8 @@ class StyleTransferObjective:
             extractor's; when ``config`` is None they are taken from the extractor.
         style_masks: None, or one (1, H_m, W_m, 1) mask in [0, 1] per style image, over
             the generated image (resized here to each style layer's grid).
+        seed: Seed of a random style loss's draws ("sliced_wasserstein"; ``stylize``
+            passes the run's seed).
         **overrides: ``LossConfig`` fields over ``config``, e.g. ``style_weight=100``.
 
     With ``pyramid_levels`` K > 1 the style term is ``pyramid_style_loss`` over K
@@ -345,6 +349,17 @@ class StyleTransferObjective:
     image. Styles of weight 0 are dropped before anything is computed, so weights (1, 0)
     give exactly the run of the first style alone.
 
+    ``style_loss`` other than "gram" (``nstlib.style_losses``, one record each in
+    ``nstlib.style_loss_specs``) computes that loss's targets per style image, pyramid
+    level and style layer (the deepest two layers only for "mrf"), and the style term
+    Σ_i ω_i Σ_k v_k Σ_l w_l L(F_kl, T_ikl): several styles without masks weigh their
+    losses by the normalised blend weights (mixing targets such as sorted samples or
+    patches has no meaning), with masks as the guided Grams do (ω_i = w_i / mean(w));
+    "mrf" refuses masks. "sliced_wasserstein" draws new directions at every call, from
+    a stateless generator keyed on ``seed`` and a call counter: the same seed gives the
+    same run, and the losses the history records (and the guard compares) are each
+    measured with that step's directions.
+
     Calling it on a (1, H, W, 3) image returns a dict of scalar tensors with keys
     "total", "content", "style" and "tv" (the last three unweighted).
 
@@ -357,10 +372,17 @@ class StyleTransferObjective:
     def __init__(self, extractor: FeatureExtractor, content_image: tf.Tensor,
                  style_image: tf.Tensor | Sequence[tf.Tensor],
                  config: LossConfig | None = None, *,
-                 style_masks: Sequence[tf.Tensor] | None = None, **overrides):
+                 style_masks: Sequence[tf.Tensor] | None = None, seed: int = 0,
+                 **overrides):
         self.config = _objective_config(extractor, config, overrides)
         cfg = self.config
+        self.spec = style_loss_spec(cfg.style_loss)
+        if style_masks is not None:
+            self.spec.check_masks(error=ConfigError)
         self.extractor = extractor
+        if cfg.style_loss != "gram":
+            self._init_other(content_image, style_image, style_masks, seed)
+            return
         self.weights = (cfg.content_weight, cfg.style_weight, cfg.tv_weight)
         self.content_targets = [tf.constant(f) for f in extractor(content_image).content]
         check_pyramid_size(extractor, content_image.shape, cfg.pyramid_levels, "content image")
@@ -382,6 +404,89 @@ class StyleTransferObjective:
             self.style_terms = [(weights[i] / mean, target, _masks_on(style_masks[i], grids))
                                 for i, target in zip(active, targets, strict=True)]
         self.style_targets = self.style_targets_per_level[0]
+
+    def _init_other(self, content_image, style_image, style_masks, seed: int) -> None:
+        """The targets of a style loss other than the Gram's (``style_loss_specs``): per
+        style image, per pyramid level, one target per used style layer; the style term
+        is Σ_i ω_i Σ_k v_k Σ_l w_l L(F_kl, T_ikl, mask) (``_other_style``)."""
+        cfg, spec, extractor = self.config, self.spec, self.extractor
+        self.weights = (cfg.content_weight, cfg.style_weight, cfg.tv_weight)
+        content_features = extractor(content_image)
+        self.content_targets = [tf.constant(f) for f in content_features.content]
+        check_pyramid_size(extractor, content_image.shape, cfg.pyramid_levels, "content image")
+        styles = list(style_image) if isinstance(style_image, list | tuple) else [style_image]
+        weights = blend_weights(cfg.style_blend, len(styles))
+        if style_masks is not None and len(style_masks) != len(styles):
+            raise ConfigError(f"{len(style_masks)} style masks for {len(styles)} style "
+                              f"images; give one mask per style")
+        layers = list(extractor.style_layers)
+        used = sorted(range(len(layers)), key=lambda i: network_spec(
+            extractor.network).layer_names.index(layers[i]))
+        used = sorted(used[-spec.deepest_layers:] if spec.deepest_layers else used)
+        self.used_style_layers = [layers[i] for i in used]
+        self.layer_weights = ([1.0 / len(used)] * len(used) if cfg.style_layer_weights is None
+                              else [cfg.style_layer_weights[i] for i in used])
+        self.level_weights = ([1.0 / cfg.pyramid_levels] * cfg.pyramid_levels
+                              if cfg.pyramid_level_weights is None
+                              else list(cfg.pyramid_level_weights))
+        self.options = {name: getattr(cfg, name) for name in spec.settings}
+        target_fn, self.layer_loss = spec.functions()
+        active = [i for i, w in enumerate(weights) if w > 0]
+        if style_masks is None:  # Σ w_i L_i with the normalised blend weights
+            factors, masks = [weights[i] for i in active], [None] * len(active)
+        else:  # ω_i = w_i / mean(w), as the guided Grams
+            mean = sum(weights[i] for i in active) / len(active)
+            grids = self._style_grids(content_image)
+            factors = [weights[i] / mean for i in active]
+            masks = [[[level[j] for j in used] for level in _masks_on(style_masks[i], grids)]
+                     for i in active]
+        self.style_terms = []
+        for i, factor, mask in zip(active, factors, masks, strict=True):
+            targets = []
+            for level in image_pyramid(styles[i], cfg.pyramid_levels, cfg.pyramid_sigma):
+                features = extractor(level).style
+                targets.append([tf.nest.map_structure(tf.constant, target_fn(
+                    features[j], **self.options)) for j in used])
+            self.style_terms.append((factor, targets, mask))
+        if spec.name == "mrf":  # refuse too many pairs now rather than at the first step
+            from nstlib.style_losses import MRF_PATCH, check_mrf_pairs
+            for j, target in zip(used, self.style_terms[0][1][0], strict=True):
+                _, h, w, _ = content_features.style[j].shape
+                check_mrf_pairs(max(h - MRF_PATCH + 1, 0) * max(w - MRF_PATCH + 1, 0),
+                                int(target[0].shape[0]))
+        self.style_targets_per_level = [term[1] for term in self.style_terms][0]
+        self.style_targets = self.style_targets_per_level[0]
+        self._seed = int(seed)
+        self._evaluations = tf.Variable(0, dtype=tf.int64, trainable=False) if spec.random \
+            else None
+
+    def _other_style(self, image: tf.Tensor, finest_features: list) -> tf.Tensor:
+        """Style term of a style loss other than the Gram's (see ``_init_other``)."""
+        cfg, spec = self.config, self.spec
+        coarser = image_pyramid(image, cfg.pyramid_levels, cfg.pyramid_sigma)[1:]
+        generated = [finest_features] + [self.extractor(level).style for level in coarser]
+        layers = list(self.extractor.style_layers)
+        used = [layers.index(name) for name in self.used_style_layers]
+        options = dict(self.options)
+        if spec.random:  # fresh draws at every evaluation, keyed on (seed, counter)
+            key = tf.stack([tf.constant(self._seed, tf.int64), self._evaluations.assign_add(1)])
+        total = tf.constant(0.0)
+        for factor, targets, masks in self.style_terms:
+            term = tf.constant(0.0)
+            for k, (level_weight, features, level_targets) in enumerate(zip(
+                    self.level_weights, generated, targets, strict=True)):
+                level = tf.constant(0.0)
+                for n, (j, layer_weight, target) in enumerate(zip(
+                        used, self.layer_weights, level_targets, strict=True)):
+                    if spec.random:
+                        options["seed"] = tf.random.experimental.stateless_fold_in(
+                            key, k * len(used) + n)
+                    mask = None if masks is None else masks[k][n]
+                    level += layer_weight * self.layer_loss(features[j], target, mask,
+                                                            **options)
+                term += level_weight * level
+            total += factor * term
+        return total
 
     def _targets(self, style_image: tf.Tensor) -> list[list[tf.Tensor]]:
         """One style image's target Grams, per pyramid level, per style layer."""
@@ -415,6 +520,8 @@ class StyleTransferObjective:
     def _style(self, image: tf.Tensor, finest_features: list) -> tf.Tensor:
         """Style term: plain for one level, else over the image's pyramid (finest reused)."""
         cfg = self.config
+        if cfg.style_loss != "gram":
+            return self._other_style(image, finest_features)
         if self.style_terms is not None:
             return self._guided_style(image, finest_features)
         if cfg.pyramid_levels == 1:

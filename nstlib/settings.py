@@ -32,6 +32,7 @@ from nstlib._options import (
 )
 from nstlib.optimizer_specs import OPTIMIZER_SPECS, SCHEDULES, optimizer_spec
 from nstlib.sizes import stage_side, style_side
+from nstlib.style_loss_specs import STYLE_LOSS_SPECS, foreign_settings, style_loss_spec
 from nstlib.vgg_layers import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_STYLE_LAYERS,
@@ -51,6 +52,9 @@ CONTENT_REDUCTIONS = ("sum", "mean", "normalized")
 STYLE_FORMS = ("gatys", "normalized", "mse")
 TV_KINDS = ("l1", "isotropic", "squared")
 TV_REDUCTIONS = ("sum", "mean")
+#: Style losses (one record each in ``nstlib.style_loss_specs``: what each matches, its
+#: functions in ``nstlib.style_losses``, masks, blends, its own settings), as a tuple.
+STYLE_LOSSES = tuple(STYLE_LOSS_SPECS)
 #: Optimizers of ``optimize.minimize`` (one record each in ``nstlib.optimizer_specs``, which
 #: also holds the schedules, their defaults and the learning-rate limits), as a tuple.
 OPTIMIZERS = tuple(OPTIMIZER_SPECS)
@@ -211,8 +215,16 @@ class LossConfig(Options):
         None, "weight per style layer, comma-separated (default 1/L each)")
     content_reduction: str = option("normalized", "content loss form (see content_loss)",
                                     choices=CONTENT_REDUCTIONS)
-    style_form: str = option("normalized", "style loss form (see layer_style_loss)",
+    style_loss: str = option(
+        "gram", "statistic the style loss matches: gram (Gram matrices), mean_std (channel "
+                "means and stds), sliced_wasserstein (sorted random projections), histogram "
+                "(channel histograms), mrf (nearest 3x3 patches, deepest two style layers); "
+                "see nstlib.style_loss_specs", choices=STYLE_LOSSES)
+    style_form: str = option("normalized", "Gram style loss form (see layer_style_loss)",
                              choices=STYLE_FORMS)
+    sw_projections: int | None = option(
+        None, "sliced_wasserstein only: random projections per layer and step (default: "
+              "the layer's channel count)")
     tv_kind: str = option("l1", "total-variation penalty", choices=TV_KINDS)
     tv_reduction: str = option("mean", "total variation summed or averaged over pixels",
                                choices=TV_REDUCTIONS)
@@ -254,11 +266,24 @@ class LossConfig(Options):
                               f"got {shrinkage!r}")
         if not isinstance(shrinkage, str):
             check_finite(shrinkage, "gram_shrinkage", maximum=1.0)
+        if self.sw_projections is not None and self.sw_projections < 1:
+            raise ConfigError(f"sw_projections must be at least 1, got {self.sw_projections}")
+        defaults = field_infos(LossConfig)
+        for name, owner in foreign_settings(self.style_loss).items():
+            if getattr(self, name) != defaults[name].default:
+                raise ConfigError(f"{name} applies to style_loss {owner!r} only, not "
+                                  f"{self.style_loss!r}")
         if self.style_blend is not None:
             _check_weights(self.style_blend, len(self.style_blend), "style_blend", "styles")
             if not sum(self.style_blend) > 0:
                 raise ConfigError(f"style_blend needs at least one positive weight, got "
                                   f"{list(self.style_blend)}")
+
+
+    def check_masks(self) -> None:
+        """ConfigError (one line) if the style loss does not work with style masks; called
+        by ``stylize``, the ``nst`` command and grids before any work when masks are given."""
+        style_loss_spec(self.style_loss).check_masks(error=ConfigError)
 
 
 def _check_weights(weights, count: int, name: str, what: str) -> None:

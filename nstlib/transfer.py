@@ -320,6 +320,8 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
             attached to the error).
     """
     config = (config or StylizeConfig()).replace(**overrides)
+    if style_masks is not None:
+        config.loss.check_masks()
     set_seed(config.seed, config.deterministic)
     started = time.perf_counter()
     inputs, weights, plan = _load_and_plan(config, content, style, style_masks, checked_plan)
@@ -404,7 +406,7 @@ def _run_stage(config: StylizeConfig, stage: StagePlan, extractor: FeatureExtrac
     content_image = _fit(inputs.content, stage.content_hw)
     style_images = [_fit(s, hw) for s, hw in zip(inputs.styles, stage.style_hws, strict=True)]
     objective = StyleTransferObjective(extractor, content_image, style_images, config.loss,
-                                       style_masks=inputs.masks)
+                                       style_masks=inputs.masks, seed=config.seed)
     start = (initial_image(config.init, content_image, style_images[inputs.first], config.seed)
              if image is None else images.resize(image, (int(content_image.shape[1]),
                                                     int(content_image.shape[2]))))

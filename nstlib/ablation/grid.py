@@ -203,6 +203,8 @@ def canonical_config(settings: dict, evaluate: dict | None) -> dict:
             raise GridError(f"every run needs {name!r} (set it in fixed, axes or runs)")
     flat = _validated({k: v for k, v in settings.items()
                        if k not in (*INPUTS, *OPTIONAL_INPUTS)})
+    if settings.get("style_masks") is not None:
+        flat.loss.check_masks()
     config = {name: _plain(settings[name], name) for name in (*INPUTS, *OPTIONAL_INPUTS)
               if name in settings}
     config.update(flat.to_flat())
