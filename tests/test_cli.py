@@ -938,7 +938,7 @@ def test_ablate_then_report(tmp_path, capsys):
         assert image.ndim == 3 and min(image.shape[:2]) > 200 and image.std() > 0
     markdown = (out / "results.md").read_text()
     assert markdown.startswith("# Ablation: cli test")
-    assert "VGG19 weights: random" in markdown and "![images.png](images.png)" in markdown
+    assert "Weights: random weights (VGG19)" in markdown and "![images.png](images.png)" in markdown
     table = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 2 and "style_weight" in table[0]
     for row, line in zip(rows, table[1:], strict=True):

@@ -102,9 +102,7 @@ def plot_image_grid(result: AblationResult, panel_size: float = 2.6):
                 ax.set_title(columns[c], fontsize=9)
             if c == 0 and row_label:
                 ax.set_ylabel(row_label, fontsize=9)
-    weights = sorted({str(row.get("weights_source")) for row in result.rows
-                      if row["status"] == COMPLETED}) or ["none"]
-    fig.suptitle(f"{result.grid.name}: results ({', '.join(weights)} VGG19 weights)")
+    fig.suptitle(f"{result.grid.name}: results ({_weights_label(result.rows)})")
     fig.tight_layout()
     return fig
 
@@ -222,19 +220,29 @@ def _environment_line(result: AblationResult) -> str:
     return "no run has finished yet"
 
 
+def _weights_label(rows) -> str:
+    """The weights sources of the completed runs with their networks, e.g.
+    "hed-vgg16 weights (VGG16)"; "no completed runs" when there are none."""
+    done = [row for row in rows if row["status"] == COMPLETED]
+    if not done:
+        return "no completed runs"
+    sources = sorted({str(row.get("weights_source")) for row in done})
+    networks = sorted({str(row.get("architecture") or "network not recorded").upper()
+                       for row in done})
+    return f"{', '.join(sources)} weights ({', '.join(networks)})"
+
+
 def markdown_report(result: AblationResult, figures: Sequence[str] = ()) -> str:
     """``results.md``: what was run, with which weights, the table and the figures."""
     grid, rows = result.grid, result.rows
     statuses = [row["status"] for row in rows]
-    weights = sorted({str(row.get("weights_source")) for row in rows
-                      if row["status"] == COMPLETED}) or ["none"]
     fixed = ", ".join(f"{k} = {format_value(v)}" for k, v in grid.fixed.items()) or "none"
     axes = "; ".join(f"{k} in {{{', '.join(format_value(v) for v in values)}}}"
                      for k, values in grid.axes.items()) or "none"
     text = [f"# Ablation: {grid.name}", "",
             f"{len(rows)} runs: {statuses.count(COMPLETED)} completed, "
             f"{statuses.count(FAILED)} failed, {statuses.count(PENDING)} not run. "
-            f"VGG19 weights: {', '.join(weights)}. {_environment_line(result)}.", "",
+            f"Weights: {_weights_label(rows)}. {_environment_line(result)}.", "",
             f"* Fixed: {fixed}", f"* Axes (all combinations): {axes}",
             f"* Extra runs: {len(grid.runs)}", "",
             "Losses are the unweighted terms of the last step; distances are relative "

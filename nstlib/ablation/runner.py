@@ -46,8 +46,8 @@ from nstlib.ablation.worker import (
 GRID_FILE, TABLE_FILE = "grid.yaml", "results.csv"
 
 TABLE_HEAD = ("run_id",)
-TABLE_TAIL = ("status", "weights_source", "final_total", "final_content", "final_style",
-              "final_tv", "steps_done", "ssim", "content_distance", "style_distance")
+TABLE_TAIL = ("status", "weights_source", "architecture", "final_total", "final_content",
+              "final_style", "final_tv", "steps_done", "ssim", "content_distance", "style_distance")
 TABLE_END = ("seconds", "startup_seconds", "median_step_seconds", "wall_seconds", "host",
              "image", "error")
 
@@ -59,6 +59,7 @@ def table_row(spec: RunSpec, record: dict | None) -> dict:
         return {**row, "status": PENDING}
     final, measured = record.get("final") or {}, dict(record.get("metrics") or {})
     row.update(status=record.get("status"), weights_source=record.get("weights_source"),
+               architecture=record.get("architecture"),
                **{f"final_{k}": final.get(k) for k in ("total", "content", "style", "tv")},
                steps_done=final.get("step"))
     row.update(measured)
