@@ -1,6 +1,6 @@
 """An independent judge of style transfer results: classic image statistics, no network.
 
-The losses being optimised measure VGG19 features, so they cannot say whether a result
+The losses being optimised measure VGG features, so they cannot say whether a result
 looks like its style to anyone else: with random weights, Gram matching is satisfied by
 high-frequency noise. This judge scores results with statistics that share nothing with
 the network (NumPy and SciPy only):

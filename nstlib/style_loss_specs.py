@@ -83,7 +83,9 @@ class StyleLossSpec:
 
 #: Every style loss by name ("gram" first: the default). Each value is relative (divided by
 #: the size of its target, so about 1 when the generated features are zero, like the Gram
-#: loss's default "normalized" form), so one ``style_weight`` means about the same for each.
+#: loss's default "normalized" form; "mrf" divides by the style patches' mean square, so
+#: its value for zero features is that of the nearest patch, 0.25-1.5 in a test), so one
+#: ``style_weight`` means roughly the same for each.
 STYLE_LOSS_SPECS: dict[str, StyleLossSpec] = {spec.name: spec for spec in (
     StyleLossSpec(
         name="gram", title="Gram matrix",

@@ -10,8 +10,8 @@ f_k ∈ R^C and the m = h_s·w_s positions of S as s_j. One record per loss in
   ``nstlib.losses.layer_style_loss`` itself.
 * "mean_std": each channel's mean μ_c and standard deviation σ_c over the positions:
   L = (‖μ(F) − μ(S)‖² + ‖σ(F) − σ(S)‖²) / (‖μ(S)‖² + ‖σ(S)‖²). Gram matching is a maximum
-  mean discrepancy with a second-order polynomial kernel, mean/std matching one with a
-  linear kernel (Li et al. 2017).
+  mean discrepancy with a second-order polynomial kernel; the mean term here is one with a
+  linear kernel, the standard-deviation term is not an MMD (Li et al. 2017).
 * "sliced_wasserstein": P random unit directions v_p ∈ R^C; the n values v_pᵀf_k, sorted,
   against the sorted v_pᵀs_j (Heitz et al. 2021). The squared 1-D Wasserstein-2 distance
   of two sorted samples of equal size is the mean squared difference of their sorted
@@ -30,7 +30,8 @@ f_k ∈ R^C and the m = h_s·w_s positions of S as s_j. One record per loss in
   record restricts it to the deepest two style layers (Li & Wand used relu3_1 and
   relu4_1; the trained VGG16 recipe's deepest two are block3_conv1 and block4_conv1).
 
-Each value is relative (about 1 when the generated features are zero), like the Gram
+Each value is relative (about 1 when the generated features are zero; for "mrf" it is
+the nearest style patch's mean square over the style patches' mean square), like the Gram
 loss's default "normalized" form, and summed over the batch. With a mask, (1 or B, h, w,
 1) weights m_k in [0, 1] over the generated grid, the statistics are weighted means over
 the positions (mean/std: weights m_k; sliced Wasserstein and histogram: the generated
