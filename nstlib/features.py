@@ -9,7 +9,6 @@ Where the weights come from (auto/imagenet/hed-vgg16/random/file) is
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from pathlib import Path
 from typing import NamedTuple
@@ -19,6 +18,7 @@ import tensorflow as tf
 
 from nstlib import conv_choice
 from nstlib._checks import check_choice
+from nstlib._tf_logging import quiet_tensorflow_warnings
 from nstlib.images import vgg_preprocess
 from nstlib.settings import COMPUTE_DTYPES
 from nstlib.vgg_layers import (  # noqa: F401  (the layer table, re-exported)
@@ -117,26 +117,9 @@ def conv_impl_choice(conv_impl: str, compute_dtype: str = "float32",
                      last_layer: str = "block5_conv1", image_size: int | None = None,
                      network: str = DEFAULT_NETWORK) -> conv_choice.ConvChoice:
     """``resolve_conv_impl`` with its one-line reason: ``ConvChoice(impl, reason)``."""
-    with _quiet_tensorflow_warnings():
+    with quiet_tensorflow_warnings():
         return conv_choice.choose(conv_impl, compute_dtype, last_layer, image_size,
                                   functools.partial(_forward_passes, network=network), network)
-
-
-@contextlib.contextmanager
-def _quiet_tensorflow_warnings():
-    """TensorFlow's Python logger at ERROR for the block, then as it was.
-
-    A measurement builds a model and a traced forward pass per form and size, so after a
-    few of them TensorFlow warns about "retracing" on stdout: expected here, and noise in
-    a notebook's or a user's output.
-    """
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _forward_passes(last_layer: str, size: int, compute_dtype: str,

@@ -22,7 +22,6 @@ choices in it must be TensorFlow ops (``tf.where``, ``tf.cond``), or it can be a
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ import scipy.optimize
 import tensorflow as tf
 
 from nstlib._checks import check_choice
+from nstlib._tf_logging import quiet_tensorflow_warnings
 from nstlib.optimizer_specs import (
     OPTIMIZER_SPECS,
     SCHEDULES,
@@ -330,7 +330,7 @@ def minimize(loss_fn: LossFn, init: tf.Tensor, *, steps: int,
             learning_rate_schedule(lr, schedule, steps))
     bar = tqdm(total=int(steps), desc=description, disable=not progress, leave=False)
     try:
-        with _quiet_retracing():
+        with quiet_tensorflow_warnings():
             if keras_optimizer is None:  # L-BFGS
                 return _minimize_lbfgs(loss_fn, init, int(steps), list(callbacks), bar)
             return _minimize_keras(loss_fn, init, int(steps), keras_optimizer, lr,
@@ -409,22 +409,6 @@ def _first_move(spec: OptimizerSpec, rate: float, grad: tf.Tensor) -> tf.Tensor:
     g = grad.numpy().astype(np.float64)
     x1, _ = spec.rule()(np.zeros_like(g), g, {}, rate * spec.gain, **spec.rule_settings)
     return tf.constant(-x1, tf.float32)
-
-
-@contextlib.contextmanager
-def _quiet_retracing():
-    """Silence TF's "triggered tf.function retracing" warning during a run.
-
-    Every run traces its own step function (new objective, new image shape), which is
-    intended; the warning would otherwise fill notebooks that compare many runs.
-    """
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 class _Recorder:

@@ -201,10 +201,10 @@ def test_conv_impl_choice_and_identical_features():
 def test_conv_measurement_keeps_tensorflow_retracing_warnings_quiet_and_restores_level():
     import logging
 
-    from nstlib.features import _quiet_tensorflow_warnings
+    from nstlib._tf_logging import quiet_tensorflow_warnings
     logger = tf.get_logger()
     before = logger.level
-    with _quiet_tensorflow_warnings():
+    with quiet_tensorflow_warnings():
         assert not logger.isEnabledFor(logging.WARNING)
         assert logger.isEnabledFor(logging.ERROR)
     assert logger.level == before
