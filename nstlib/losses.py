@@ -316,6 +316,19 @@ def blend_targets(targets: Sequence[Sequence[Sequence[tf.Tensor]]],
              for grams in zip(*level, strict=True)] for level in levels]
 
 
+def _styles_and_blend(style_image, style_masks, style_blend) -> tuple[list, list[float]]:
+    """The style images as a list and their blend weights; one mask per style or none.
+
+    Raises:
+        ConfigError: a mask count that differs from the style count.
+    """
+    styles = list(style_image) if isinstance(style_image, list | tuple) else [style_image]
+    if style_masks is not None and len(style_masks) != len(styles):
+        raise ConfigError(f"{len(style_masks)} style masks for {len(styles)} style "
+                          f"images; give one mask per style")
+    return styles, blend_weights(style_blend, len(styles))
+
+
 class StyleTransferObjective:
     """α·L_content + β·L_style + γ·L_tv, with the targets computed once.
 
@@ -386,11 +399,7 @@ class StyleTransferObjective:
         self.weights = (cfg.content_weight, cfg.style_weight, cfg.tv_weight)
         self.content_targets = [tf.constant(f) for f in extractor(content_image).content]
         check_pyramid_size(extractor, content_image.shape, cfg.pyramid_levels, "content image")
-        styles = list(style_image) if isinstance(style_image, list | tuple) else [style_image]
-        weights = blend_weights(cfg.style_blend, len(styles))
-        if style_masks is not None and len(style_masks) != len(styles):
-            raise ConfigError(f"{len(style_masks)} style masks for {len(styles)} style "
-                              f"images; give one mask per style")
+        styles, weights = _styles_and_blend(style_image, style_masks, cfg.style_blend)
         active = [i for i, w in enumerate(weights) if w > 0]
         targets = [self._targets(styles[i]) for i in active]
         self.style_terms = None  # with masks: (weight, targets per level, masks per level)
@@ -414,11 +423,7 @@ class StyleTransferObjective:
         content_features = extractor(content_image)
         self.content_targets = [tf.constant(f) for f in content_features.content]
         check_pyramid_size(extractor, content_image.shape, cfg.pyramid_levels, "content image")
-        styles = list(style_image) if isinstance(style_image, list | tuple) else [style_image]
-        weights = blend_weights(cfg.style_blend, len(styles))
-        if style_masks is not None and len(style_masks) != len(styles):
-            raise ConfigError(f"{len(style_masks)} style masks for {len(styles)} style "
-                              f"images; give one mask per style")
+        styles, weights = _styles_and_blend(style_image, style_masks, cfg.style_blend)
         layers = list(extractor.style_layers)
         used = sorted(range(len(layers)), key=lambda i: network_spec(
             extractor.network).layer_names.index(layers[i]))
