@@ -77,11 +77,22 @@ class TutorialExtractor:
         if source is None:
             source = nstlib.FeatureExtractor(self.content_layers, self.style_layers,
                                              weights="random", seed=seed)
-        vgg = keras.applications.VGG19(include_top=False, weights=None)
+        # the tutorial's Keras model of the source's network (VGG19, or VGG16 for the
+        # trained hed-vgg16 weights), every convolution up to the deepest layer copied
+        # from the source: a layer left out would keep Keras's random initial weights
+        vgg = (keras.applications.VGG16 if source.network == "vgg16"
+               else keras.applications.VGG19)(include_top=False, weights=None)
         vgg.trainable = False
-        for layer in vgg.layers:
-            if "_conv" in layer.name and layer.name in {s.name for s in source.model.layers}:
-                layer.set_weights(source.model.get_layer(layer.name).get_weights())
+        source_layers = {s.name for s in source.model.layers}
+        deepest = max(self.style_layers + self.content_layers,
+                      key=[x.name for x in vgg.layers].index)
+        for layer in vgg.layers[:[x.name for x in vgg.layers].index(deepest) + 1]:
+            if "_conv" not in layer.name:
+                continue
+            if layer.name not in source_layers:
+                raise ValueError(f"the source network has no {layer.name}; build it up to "
+                                 f"{deepest}")
+            layer.set_weights(source.model.get_layer(layer.name).get_weights())
         outputs = [vgg.get_layer(n).output for n in self.style_layers + self.content_layers]
         self.vgg = keras.Model([vgg.input], outputs)
         self.vgg.trainable = False

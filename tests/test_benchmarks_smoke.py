@@ -156,3 +156,71 @@ def test_descent_reports_the_returned_loss_against_the_start():
         assert plain["returned_ratio"] == pytest.approx(plain["last_ratio"])
         assert default["min_ratio"] <= default["returned_ratio"] + 1e-12
     assert out["default_lowers_every_cell"] == (not out["cells_not_lowered"])
+
+
+@pytest.mark.parametrize("network", ["vgg16", "vgg19"])
+def test_tutorial_model_copies_every_convolution_of_the_source_network(network):
+    """The tutorial's Keras model of the source's network gives the source's own features
+    at the deepest layer (a convolution left at Keras's random initialisation would not)."""
+    import reference_tutorial as ref
+
+    import nstlib
+
+    source = nstlib.FeatureExtractor(ref.TUTORIAL_CONTENT_LAYERS, ref.TUTORIAL_STYLE_LAYERS,
+                                     weights="random", seed=3, network=network)
+    image = nstlib.load_sample("chelsea", max_size=48)
+    ours = source(image)
+    tutorial = ref.TutorialExtractor(source)(image)
+    a = tutorial["content"]["block5_conv2"].numpy()
+    b = ours.content[0].numpy()  # block5_conv2, the one content layer
+    assert a.shape == b.shape
+    assert float(abs(a - b).max()) <= 1e-4 * float(abs(b).max())
+
+
+def test_first_good_needs_both_judge_targets():
+    from time_to_picture import first_good
+
+    judged = [{"step": 0, "style": 0.9, "content": 1.0},
+              {"step": 10, "style": 0.5, "content": 0.70},   # style met, content not
+              {"step": 20, "style": 0.6, "content": 0.85},   # content met, style not
+              {"step": 30, "style": 0.52, "content": 0.81}]
+    assert first_good(judged, 0.525, 0.8)["step"] == 30
+    assert first_good(judged, 0.4, 0.8) is None
+
+
+def test_time_to_picture_times_own_seconds_against_the_reference(monkeypatch):
+    """A tiny pair: targets come from the reference's final judged image, a method's
+    picture time is its first judged image within both targets, and the ratio and the
+    tutorial-loss time follow from the recorded traces."""
+    import time_to_picture as ttp
+
+    monkeypatch.setitem(ttp.METHODS, "lbfgs_tutorial_loss",
+                        ("tutorial_loss", {"optimizer": "lbfgs", "steps": 8}, "test"))
+    monkeypatch.setitem(ttp.METHODS, "default",
+                        ("stylize", {"steps": 12, "weights": "random"}, "test"))
+    monkeypatch.setattr(ttp, "JUDGE_EVERY", 2)
+    out = ttp.measure_pair("chelsea", "brushstrokes", 32, 6,
+                           ["default", "lbfgs_tutorial_loss"])
+    reference = out["reference"]
+    assert reference["judged"][-1][0] == 6
+    assert out["targets"]["judge_style_at_most"] == pytest.approx(
+        ttp.STYLE_TOLERANCE * reference["final_judge_style"])
+    own = reference["own_seconds"]
+    for name, row in out["methods"].items():
+        steps = [j[0] for j in row["judged"] if j[0] != "returned"]
+        assert all(s % 2 == 0 for s in steps) and row["judged"][-1][0] == "returned"
+        good = [j for j in row["judged"]
+                if j[2] <= out["targets"]["judge_style_at_most"]
+                and j[3] >= out["targets"]["judge_content_at_least"]]
+        if good:
+            assert row["seconds_to_picture"] == pytest.approx(good[0][1], abs=0.01)
+            assert row["ratio_to_reference"] == pytest.approx(
+                row["seconds_to_picture"] / own, rel=0.01)
+        else:
+            assert row["seconds_to_picture"] is None
+        assert row["own_seconds"] + own < out["wall_seconds"] * 1.05, name
+    tutorial = out["methods"]["lbfgs_tutorial_loss"]
+    if tutorial["seconds_to_reference_loss"] is not None:
+        assert tutorial["seconds_to_reference_loss"] <= tutorial["own_seconds"]
+    else:
+        assert tutorial["final_tutorial_loss"] > reference["final_tutorial_loss"]
