@@ -27,6 +27,7 @@ import common
 
 #: Benchmark scripts in run order, and the key of their result in their JSON document.
 BENCHMARKS = {
+    "time_to_picture": "time_to_picture",
     "step_time": "step_time",
     "reference_tutorial": "reference_tutorial",
     "precision": "precision",

@@ -189,7 +189,6 @@ def first_good(judged: list[dict], style_target: float, content_target: float):
 def measure_pair(content_name: str, style_name: str, size: int, steps: int,
                  methods: list[str]) -> dict:
     import nstlib
-    from nstlib import conv_choice
 
     content, style = common.image_pair(content_name, style_name, size)
     nstlib.set_seed(0, deterministic=True)  # what stylize sets: the whole run under it
