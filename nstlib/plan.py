@@ -71,6 +71,9 @@ class RunPlan:
         content_hw: (height, width) of the content image as loaded.
         style_hws: (height, width) of each style image as loaded.
         stages: One ``StagePlan`` per scale, coarse first (one without ``scales``).
+        main_style: Index of the most heavily weighted style image (``style_blend``; the
+            first on a tie): the one ``init="style"`` starts from and evaluations measure
+            against.
         deepest_layer: The deepest layer any loss uses (the network is built up to it).
         peak_bytes: Predicted peak resident memory of a CPU run
             (``resources.predict_peak_bytes``'s model).
@@ -85,6 +88,7 @@ class RunPlan:
     content_hw: tuple[int, int]
     style_hws: tuple[tuple[int, int], ...]
     stages: tuple[StagePlan, ...]
+    main_style: int
     deepest_layer: str
     peak_bytes: int
     seconds: float
@@ -186,10 +190,17 @@ def _make(resolved: StylizeConfig, content_hw, style_hws, found: FoundWeights,
         config=resolved, network=resolved.network.architecture,
         weights_source=found.source, weights_found=weights_found,
         recipe=recipe_for(found.source), content_hw=content_hw, style_hws=style_hws,
-        stages=tuple(stages),
+        stages=tuple(stages), main_style=_main_style(loss.style_blend, len(style_hws)),
         deepest_layer=deepest_layer(tuple(loss.content_layers) + tuple(loss.style_layers),
                                     resolved.network.architecture),
         peak_bytes=peak, seconds=sum(s.steps * s.step_seconds for s in stages))
+
+
+def _main_style(style_blend, count: int) -> int:
+    """Index of the largest weight of ``style_blend`` (the first on a tie), 0 if None."""
+    if style_blend is None or len(style_blend) != count:  # a wrong count: refused by the run
+        return 0
+    return max(range(count), key=lambda i: (style_blend[i], -i))
 
 
 def as_plan(config, content_hw=None, style_hws=None) -> RunPlan:

@@ -157,3 +157,10 @@ def test_stylize_records_its_plan_and_checks_memory_once(monkeypatch):
     checked = make_plan(config, (30, 20), (24, 24))  # as the CLI plans from the headers
     transfer.stylize(content, style, config, progress=False, checked_plan=checked)
     assert len(checks) == 1  # the caller's check stands: the plan found needs no more
+
+
+@pytest.mark.parametrize(("blend", "main"), [(None, 0), ((0.2, 0.5, 0.5), 1), ((0, 0, 3), 2)])
+def test_the_main_style_is_the_most_heavily_weighted_first_on_a_tie(blend, main):
+    config = StylizeConfig.from_flat(size=32, weights="random", style_blend=blend)
+    plan = make_plan(config, (32, 32), [(32, 32)] * 3)
+    assert plan.main_style == main
