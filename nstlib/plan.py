@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from nstlib import resources
-from nstlib.settings import StylizeConfig, recipe_for
+from nstlib.settings import LossConfig, StylizeConfig, recipe_for
 from nstlib.sizes import fitted_hw
 from nstlib.vgg_layers import deepest_layer
 from nstlib.weight_sources import likely_source
@@ -154,6 +154,18 @@ def resolve_config(config: StylizeConfig, weights=None) -> tuple[StylizeConfig, 
     return config.resolved(found.source, found.network), found
 
 
+def resolve_loss(loss: LossConfig, weights) -> LossConfig:
+    """``loss`` with the settings it leaves at None set by the recipe of ``weights``
+    (``resolve_config`` of a config with this loss section): for an objective built
+    without a run, ``losses.StyleTransferObjective(extractor, ...)`` by hand.
+
+    Args:
+        loss: The loss settings; layers it leaves at None take the recipe's.
+        weights: Anything with ``source`` and ``network`` (``FoundWeights``).
+    """
+    return resolve_config(StylizeConfig(loss=loss), weights)[0].loss
+
+
 def make_plan(config: StylizeConfig, content_hw, style_hws, weights=None) -> RunPlan:
     """The plan of a run (see the module docstring).
 
@@ -213,4 +225,5 @@ def as_plan(config, content_hw=None, style_hws=None) -> RunPlan:
     return make_plan(config, content_hw, style_hws)
 
 
-__all__ = ["FoundWeights", "RunPlan", "StagePlan", "as_plan", "make_plan", "resolve_config"]
+__all__ = ["FoundWeights", "RunPlan", "StagePlan", "as_plan", "make_plan", "resolve_config",
+           "resolve_loss"]
