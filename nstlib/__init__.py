@@ -42,6 +42,7 @@ _EXPORTS = {
     "StylizeConfig": "settings",
     "StylizeResult": "transfer",
     "UPDATE_RULES": "update_rules",
+    "WCTConfig": "settings",
     "WCTStylizeResult": "wct",
     "WeightsFileError": "vgg_weights",
     "WeightsUnavailableError": "vgg_weights",

@@ -23,16 +23,15 @@ from nstlib.features import (
     FeatureExtractor,
     deepest_layer,
 )
+from nstlib.plan import FoundWeights, resolve_loss
 from nstlib.pyramids import image_pyramid
 from nstlib.receptive_fields import receptive_field
 from nstlib.settings import (
     CONTENT_REDUCTIONS,
-    RECIPES,
     STYLE_FORMS,
     TV_KINDS,
     TV_REDUCTIONS,
     LossConfig,
-    recipe_for,
 )
 from nstlib.statistics import gram_matrix, guided_gram, shrink_gram
 from nstlib.style_loss_specs import style_loss_spec
@@ -567,18 +566,23 @@ def _masks_on(mask: tf.Tensor, grids: list[list[tuple[int, int]]]) -> list[list[
 
 def _objective_config(extractor: FeatureExtractor, config: LossConfig | None,
                       overrides: dict) -> LossConfig:
-    """``config`` plus overrides, with layers checked against (or taken from) the extractor."""
+    """``config`` plus overrides, with layers checked against (or taken from) the extractor.
+
+    A run passes its plan's loss settings, resolved already (``plan.make_plan``); settings
+    still at None (an objective built by hand) are resolved for the extractor's weights
+    by ``plan.resolve_loss``, the run's own recipe step, never looked up here.
+    """
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(LossConfig)})
     if unknown:
         raise ConfigError(f"unknown loss setting {unknown[0]!r}; LossConfig fields: "
                           f"{', '.join(f.name for f in dataclasses.fields(LossConfig))}")
     layers = {"content_layers": tuple(extractor.content_layers),
               "style_layers": tuple(extractor.style_layers)}
-    # settings left to the recipe: the extractor's weights decide, and its layers are ours
-    recipe = {**RECIPES[recipe_for(extractor.weights_source)], **layers}
-    if config is None:
-        return dataclasses.replace(LossConfig(), **{**layers, **overrides}).filled(recipe)
-    config = dataclasses.replace(config, **overrides).filled(recipe)
+    # layers left open are the extractor's; the other open settings its weights' recipe's
+    config = config or LossConfig()
+    config = dataclasses.replace(config, **{**{k: v for k, v in layers.items()
+                                               if getattr(config, k) is None}, **overrides})
+    config = resolve_loss(config, FoundWeights(extractor.weights_source, extractor.network))
     for name, value in layers.items():
         if getattr(config, name) != value:
             raise ConfigError(f"the extractor's {name.replace('_', ' ')} {list(value)} differ "

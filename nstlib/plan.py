@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from nstlib import resources
-from nstlib.settings import StylizeConfig, recipe_for
+from nstlib.settings import LossConfig, StylizeConfig, recipe_for
 from nstlib.sizes import fitted_hw
 from nstlib.vgg_layers import deepest_layer
 from nstlib.weight_sources import likely_source
@@ -71,6 +71,9 @@ class RunPlan:
         content_hw: (height, width) of the content image as loaded.
         style_hws: (height, width) of each style image as loaded.
         stages: One ``StagePlan`` per scale, coarse first (one without ``scales``).
+        main_style: Index of the most heavily weighted style image (``style_blend``; the
+            first on a tie): the one ``init="style"`` starts from and evaluations measure
+            against.
         deepest_layer: The deepest layer any loss uses (the network is built up to it).
         peak_bytes: Predicted peak resident memory of a CPU run
             (``resources.predict_peak_bytes``'s model).
@@ -85,6 +88,7 @@ class RunPlan:
     content_hw: tuple[int, int]
     style_hws: tuple[tuple[int, int], ...]
     stages: tuple[StagePlan, ...]
+    main_style: int
     deepest_layer: str
     peak_bytes: int
     seconds: float
@@ -150,6 +154,18 @@ def resolve_config(config: StylizeConfig, weights=None) -> tuple[StylizeConfig, 
     return config.resolved(found.source, found.network), found
 
 
+def resolve_loss(loss: LossConfig, weights) -> LossConfig:
+    """``loss`` with the settings it leaves at None set by the recipe of ``weights``
+    (``resolve_config`` of a config with this loss section): for an objective built
+    without a run, ``losses.StyleTransferObjective(extractor, ...)`` by hand.
+
+    Args:
+        loss: The loss settings; layers it leaves at None take the recipe's.
+        weights: Anything with ``source`` and ``network`` (``FoundWeights``).
+    """
+    return resolve_config(StylizeConfig(loss=loss), weights)[0].loss
+
+
 def make_plan(config: StylizeConfig, content_hw, style_hws, weights=None) -> RunPlan:
     """The plan of a run (see the module docstring).
 
@@ -186,10 +202,17 @@ def _make(resolved: StylizeConfig, content_hw, style_hws, found: FoundWeights,
         config=resolved, network=resolved.network.architecture,
         weights_source=found.source, weights_found=weights_found,
         recipe=recipe_for(found.source), content_hw=content_hw, style_hws=style_hws,
-        stages=tuple(stages),
+        stages=tuple(stages), main_style=_main_style(loss.style_blend, len(style_hws)),
         deepest_layer=deepest_layer(tuple(loss.content_layers) + tuple(loss.style_layers),
                                     resolved.network.architecture),
         peak_bytes=peak, seconds=sum(s.steps * s.step_seconds for s in stages))
+
+
+def _main_style(style_blend, count: int) -> int:
+    """Index of the largest weight of ``style_blend`` (the first on a tie), 0 if None."""
+    if style_blend is None or len(style_blend) != count:  # a wrong count: refused by the run
+        return 0
+    return max(range(count), key=lambda i: (style_blend[i], -i))
 
 
 def as_plan(config, content_hw=None, style_hws=None) -> RunPlan:
@@ -202,4 +225,5 @@ def as_plan(config, content_hw=None, style_hws=None) -> RunPlan:
     return make_plan(config, content_hw, style_hws)
 
 
-__all__ = ["FoundWeights", "RunPlan", "StagePlan", "as_plan", "make_plan", "resolve_config"]
+__all__ = ["FoundWeights", "RunPlan", "StagePlan", "as_plan", "make_plan", "resolve_config",
+           "resolve_loss"]

@@ -463,6 +463,53 @@ class StylizeConfig(Options):
         return {k: v for k, v in self.to_flat().items() if v != default[k]}
 
 
+#: WCT levels of ``wct_stylize``, deep to shallow (Li et al. 2017 use relu5_1 ... relu1_1;
+#: these exist in VGG19 and VGG16).
+DEFAULT_WCT_LAYERS = ("block4_conv1", "block3_conv1", "block2_conv1", "block1_conv1")
+#: Weight of the mean-absolute TV term next to the relative feature error in inversions.
+DEFAULT_INVERSION_TV_WEIGHT = 0.1
+#: The settings of a ``StylizeConfig`` that ``wct_stylize`` does not use (it has one
+#: scale, starts from the content and has its own loss per level): they must stay at
+#: their defaults there. Every ``LossConfig`` field is one too.
+WCT_UNUSED = ("scales", "init", "preserve_colors")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WCTConfig(Options):
+    """What ``wct.wct_stylize`` adds to a ``StylizeConfig``: the whitening-colouring levels.
+
+    The run's other settings (size, style size, steps per level, optimizer, weights,
+    network, pooling, seed) are the ``StylizeConfig``'s, planned as ``stylize``'s are
+    (``nstlib.plan.make_plan``). Each flat name here is also a ``wct_stylize`` keyword.
+    """
+
+    layers: tuple[str, ...] = option(
+        DEFAULT_WCT_LAYERS, "WCT levels, applied in this order (deep to shallow), one layer "
+                            "each, comma-separated")
+    alpha: float = option(1.0, "style strength of each WCT in [0, 1] (0: the content's "
+                               "features unchanged)")
+    eps: float = option(1e-5, "whitening regulariser added to every content eigenvalue")
+    rank: int | None = option(
+        None, "keep the largest eigenvectors only, this many (default: all)")
+    inversion_tv_weight: float = option(
+        DEFAULT_INVERSION_TV_WEIGHT, "weight of the mean-absolute total variation next to "
+                                     "the relative feature error in each level's inversion")
+
+    def validate(self) -> None:
+        if not self.layers:
+            raise ConfigError("wct_stylize needs at least one layer")
+        try:
+            validate_layers(self.layers, "WCT layer")  # any network's; the plan's below
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        check_finite(self.alpha, "alpha", maximum=1.0)
+        check_finite(self.eps, "eps")
+        _check_weight(self.inversion_tv_weight, "inversion_tv_weight")
+        if self.rank is not None and self.rank < 1:
+            raise ConfigError(f"rank must be a positive number of eigenvectors, got "
+                              f"{self.rank}")
+
+
 def unknown_setting_message(name: str, infos) -> str:
     """"unknown setting 'x'" plus the closest valid name, if one is close."""
     close = difflib.get_close_matches(name, list(infos), n=1)

@@ -31,7 +31,7 @@ from nstlib.plan import RunPlan, StagePlan, make_plan, resolve_config
 from nstlib.records import record_path
 from nstlib.reproducibility import environment_record, set_seed
 from nstlib.resources import check_fits
-from nstlib.settings import INITS, StylizeConfig, recipe_for
+from nstlib.settings import INITS, StylizeConfig
 from nstlib.sizes import fitted_hw
 from nstlib.vgg_weights import resolve_weights
 
@@ -50,11 +50,13 @@ class StylizeResult:
             name (``StylizeConfig.to_flat``), the inputs, image sizes, resolved weights
             source, library and TensorFlow versions, plus the outcome (status, learning
             rate used, wall seconds).
+        plan: The run's ``plan.RunPlan`` (its record is ``config["plan"]``), or None.
     """
 
     image: tf.Tensor
     history: History
     config: dict
+    plan: RunPlan | None = None
 
     @property
     def losses(self) -> dict:
@@ -135,7 +137,9 @@ def _find_weights(config: StylizeConfig):
                            config.network.architecture)
 
 
-def extractor_for(config: StylizeConfig | RunPlan, weights=None) -> FeatureExtractor:
+def extractor_for(config: StylizeConfig | RunPlan, weights=None, *,
+                  layers: tuple[Sequence[str], Sequence[str]] | None = None
+                  ) -> FeatureExtractor:
     """The (cached) extractor of a run: the loss's layers, the network settings.
 
     Args:
@@ -143,6 +147,8 @@ def extractor_for(config: StylizeConfig | RunPlan, weights=None) -> FeatureExtra
             settings are filled in (``resolve_run``); with None left, the weights are
             resolved here.
         weights: The resolved weights (default: resolve ``config.network.weights``).
+        layers: (content layers, style layers) instead of the loss's (``wct_stylize``:
+            one level's layer as the only content layer).
     """
     if isinstance(config, RunPlan):
         config = config.config  # the recipe applied; its result size is the plan's
@@ -150,7 +156,9 @@ def extractor_for(config: StylizeConfig | RunPlan, weights=None) -> FeatureExtra
     elif weights is None:
         config, weights = resolve_run(config)
     network = config.network
-    return cached_extractor(config.loss.content_layers, config.loss.style_layers,
+    content_layers, style_layers = layers or (config.loss.content_layers,
+                                              config.loss.style_layers)
+    return cached_extractor(tuple(content_layers), tuple(style_layers),
                             weights, network.pooling, weight_seed(config),
                             network.compute_dtype, network.conv_impl,
                             size_bucket(config.result_size), network.first_layer_dc,
@@ -339,23 +347,18 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
     history = outcome.history if config.scales is None else History.joined(parts, "scale")
     if config.preserve_colors == "luminance":
         image = _recolor(image, _fit(inputs.content_rgb, stage.content_hw))
-    record = run_record(config, plan.stages, content, style, extractor, outcome)
-    record.update(content_shape=list(content_image.shape),
-                  style_shape=list(style_images[inputs.first].shape),
-                  steps_done=sum(int(part.rows[-1]["step"]) for _, part, _ in parts
-                                 if part.rows),  # made, not the guard's kept step
-                  wall_seconds=time.perf_counter() - started)
-    if len(style_images) > 1:
-        record["style_shapes"] = [list(s.shape) for s in style_images]
-    if style_masks is not None:
-        record["style_masks"] = _describe_source(_as_list(style_masks))
-    record["plan"] = plan.record()
-    return StylizeResult(image, history, record)
+    record = run_record(plan, content, style, extractor, outcome, content_image=content_image,
+                        style_images=style_images,
+                        steps_done=sum(int(part.rows[-1]["step"]) for _, part, _ in parts
+                                       if part.rows),  # made, not the guard's kept step
+                        started=started, style_masks=style_masks)
+    return StylizeResult(image, history, record, plan)
 
 
 class _Inputs(NamedTuple):
     """The loaded images of a run (full size; ``content`` and ``styles`` recoloured as
-    ``preserve_colors`` asks, ``content_rgb`` as given) and which style ``init`` uses."""
+    ``preserve_colors`` asks, ``content_rgb`` as given) and which style ``init`` uses
+    (the plan's ``main_style``)."""
 
     content_rgb: tf.Tensor
     content: tf.Tensor
@@ -373,8 +376,7 @@ def _load_and_plan(config: StylizeConfig, content, style, style_masks,
     Returns:
         (the ``_Inputs``, the ``vgg_weights.ResolvedWeights``, the ``RunPlan``).
     """
-    blend = blend_weights(config.loss.style_blend, len(_as_list(style)))  # checks the count
-    first = blend.index(max(blend))  # the style that init="style" starts from
+    blend_weights(config.loss.style_blend, len(_as_list(style)))  # checks the count
     content_full = images.load_image(content)
     styles_full = [images.load_image(s) for s in _as_list(style)]
     weights = _find_weights(config)
@@ -385,7 +387,7 @@ def _load_and_plan(config: StylizeConfig, content, style, style_masks,
     masks = None if style_masks is None else load_style_masks(
         style_masks, len(styles_full), content_full.shape, plan.size)
     content, styles = color_inputs(plan.config.preserve_colors, content_full, styles_full)
-    return _Inputs(content_full, content, styles, masks, first), weights, plan
+    return _Inputs(content_full, content, styles, masks, plan.main_style), weights, plan
 
 
 def _fit(image: tf.Tensor, hw) -> tf.Tensor:
@@ -426,17 +428,31 @@ def _bar_label(config: StylizeConfig, stage: StagePlan) -> str:
     return "stylize" if config.scales is None else f"stylize @{stage.size}"
 
 
-def run_record(config: StylizeConfig, stages: Sequence, content, style,
-               extractor: FeatureExtractor, outcome) -> dict:
-    """The record of a run: inputs, every setting by flat name, weights used, outcome.
+def run_record(plan: RunPlan, content, style, extractor: FeatureExtractor, outcome, *,
+               content_image, style_images: Sequence, steps_done: int, started: float,
+               style_masks=None) -> dict:
+    """The record of a run (``stylize``'s and ``wct.wct_stylize``'s): inputs, every setting
+    by flat name, weights used, image sizes, outcome and the plan.
 
     ``size``/``style_size`` are the last scale's (``style_size`` stays None when
     ``style_scale`` set it, so that ``StylizeConfig.from_record`` gives the config back),
     ``steps`` is per scale when ``scales`` is set, ``learning_rate`` is the rate actually
-    used. ``style`` is a list when several style images were given. (``stylize`` adds
-    ``steps_done``, the updates made over all scales: the history's step numbers also
-    count each later scale's starting row.)
+    used. ``style`` is a list when several style images were given (then
+    ``style_shapes`` has each one's shape, ``style_shape`` the plan's ``main_style``'s).
+    ``steps_done`` counts the updates made over all scales (the history's step numbers
+    also count each later scale's starting row). ``recipe`` and "plan" are the plan's.
+
+    Args:
+        plan: The run's ``RunPlan``.
+        content, style: The inputs as given (described as text).
+        extractor: The run's (last) extractor: weights source, file and conv form used.
+        outcome: The last ``OptimizationResult`` (status, learning rate used).
+        content_image, style_images: The images at the last scale, (1, H, W, 3) each.
+        steps_done: Updates made over the whole run.
+        started: ``time.perf_counter()`` at the start of the run.
+        style_masks: The masks as given, or None.
     """
+    config, stages = plan.config, plan.stages
     flat = config.to_flat()
     style_size = stages[-1].style_size if config.style_scale is None else None
     flat.update(size=stages[-1].size, style_size=style_size,
@@ -444,12 +460,23 @@ def run_record(config: StylizeConfig, stages: Sequence, content, style,
                 learning_rate=outcome.learning_rate, schedule=config.optim.schedule_used(),
                 guard=config.optim.guard_used(),
                 weights=str(config.network.weights))
-    return {"content": _describe_source(content), "style": _describe_source(style), **flat,
-            "weights_source": extractor.weights_source,
-            "weights_reason": extractor.weights_reason,
-            "recipe": recipe_for(extractor.weights_source),
-            "weights_path": None if extractor.weights_path is None else str(
-                extractor.weights_path),
-            "conv_impl_used": extractor.conv_impl, "conv_impl_reason": extractor.conv_impl_reason,
-            "status": outcome.status,
-            "environment": environment_record()}
+    record = {"content": _describe_source(content), "style": _describe_source(style), **flat,
+              "weights_source": extractor.weights_source,
+              "weights_reason": extractor.weights_reason,
+              "recipe": plan.recipe,
+              "weights_path": None if extractor.weights_path is None else str(
+                  extractor.weights_path),
+              "conv_impl_used": extractor.conv_impl,
+              "conv_impl_reason": extractor.conv_impl_reason,
+              "status": outcome.status,
+              "environment": environment_record(),
+              "content_shape": list(content_image.shape),
+              "style_shape": list(style_images[plan.main_style].shape),
+              "steps_done": int(steps_done),
+              "wall_seconds": time.perf_counter() - started}
+    if len(style_images) > 1:
+        record["style_shapes"] = [list(s.shape) for s in style_images]
+    if style_masks is not None:
+        record["style_masks"] = _describe_source(_as_list(style_masks))
+    record["plan"] = plan.record()
+    return record

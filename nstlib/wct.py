@@ -10,6 +10,7 @@ layers. Notebook 08 (``08_whitening_coloring.ipynb``) teaches it; per-channel mo
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,12 +19,33 @@ import numpy as np
 import tensorflow as tf
 
 from nstlib import images
+from nstlib._options import field_infos
 from nstlib.features import FeatureExtractor
 from nstlib.losses import content_loss, total_variation_loss
 from nstlib.optimize import History, OptimizationResult, minimize
-from nstlib.reproducibility import environment_record, set_seed
+from nstlib.plan import make_plan
+from nstlib.reproducibility import set_seed
+from nstlib.settings import (
+    DEFAULT_INVERSION_TV_WEIGHT,
+    DEFAULT_WCT_LAYERS,  # noqa: F401 - re-exported (wct.DEFAULT_WCT_LAYERS)
+    SECTIONS,
+    WCT_UNUSED,
+    ConfigError,
+    LossConfig,
+    OptimConfig,
+    StylizeConfig,
+    WCTConfig,
+    unknown_setting_message,
+)
 from nstlib.statistics import _check_rank4
-from nstlib.transfer import StylizeResult, _describe_source, cached_extractor
+from nstlib.transfer import (
+    StylizeResult,
+    _find_weights,
+    _fit,
+    cached_extractor,
+    extractor_for,
+    run_record,
+)
 
 # ============================================================================================
 # Covariance, whitening and colouring (WCT)
@@ -199,10 +221,13 @@ def wct(content_features: tf.Tensor, style_features: tf.Tensor, alpha: float = 1
 # deep layer to shallow ones, each level starting from the previous level's image.
 # ============================================================================================
 
-#: WCT levels of ``wct_stylize``, deep to shallow (Li et al. 2017 use relu5_1 ... relu1_1).
-DEFAULT_WCT_LAYERS = ("block4_conv1", "block3_conv1", "block2_conv1", "block1_conv1")
-#: Weight of the mean-absolute TV term next to the relative feature error in inversions.
-DEFAULT_INVERSION_TV_WEIGHT = 0.1
+#: Steps per level of ``wct_stylize``'s default config (each level is one inversion).
+DEFAULT_LEVEL_STEPS = 100
+#: ``wct_stylize``'s config when none is given: ``StylizeConfig()`` with 100 steps per level
+#: under a constant learning rate (the inversions start from a good image, the previous
+#: level's, so the cosine schedule's high start and its guard buy nothing).
+DEFAULT_WCT_CONFIG = StylizeConfig(optim=OptimConfig(steps=DEFAULT_LEVEL_STEPS,
+                                                     schedule="constant"))
 
 
 @dataclass
@@ -212,6 +237,9 @@ class WCTStylizeResult(StylizeResult):
     Attributes:
         level_images: One (1, H, W, 3) float32 image per level, in level order (the last
             one is ``image``). The history has a "level" column.
+
+    ``config`` is ``stylize``'s record (``transfer.run_record``, same keys) plus
+    ``WCT_RECORD_KEYS``.
     """
 
     level_images: list = field(default_factory=list)
@@ -258,6 +286,7 @@ def feature_inversion_loss(extractor: FeatureExtractor, target: tf.Tensor,
 def invert_features(extractor: FeatureExtractor, target: tf.Tensor, init: tf.Tensor, *,
                     steps: int = 200, tv_weight: float = DEFAULT_INVERSION_TV_WEIGHT,
                     optimizer: str = "adam", learning_rate: float | None = None,
+                    schedule: str = "constant", guard: bool | None = None,
                     callbacks: Sequence = (), progress: bool = True) -> OptimizationResult:
     """An image whose activations at the extractor's content layer match ``target``.
 
@@ -265,7 +294,8 @@ def invert_features(extractor: FeatureExtractor, target: tf.Tensor, init: tf.Ten
         extractor: Extractor with exactly one content layer.
         target: (1, h, w, c) target activations; h, w must be those of ``init``'s.
         init: (1, H, W, 3) starting image in [0, 1].
-        steps, optimizer, learning_rate, callbacks, progress: As in ``minimize``.
+        steps, optimizer, learning_rate, schedule, guard, callbacks, progress: As in
+            ``minimize``.
         tv_weight: See ``feature_inversion_loss``.
 
     Returns:
@@ -274,7 +304,8 @@ def invert_features(extractor: FeatureExtractor, target: tf.Tensor, init: tf.Ten
     """
     loss_fn = feature_inversion_loss(extractor, target, tv_weight)
     return minimize(loss_fn, init, steps=steps, optimizer=optimizer,
-                    learning_rate=learning_rate, callbacks=callbacks, progress=progress,
+                    learning_rate=learning_rate, schedule=schedule, guard=guard,
+                    callbacks=callbacks, progress=progress,
                     description=f"invert {extractor.content_layers[0]}")
 
 
@@ -282,6 +313,7 @@ def wct_level(image: tf.Tensor, style_image: tf.Tensor, extractor: FeatureExtrac
               alpha: float = 1.0, eps: float = 1e-5, rank: int | None = None,
               steps: int = 100, tv_weight: float = DEFAULT_INVERSION_TV_WEIGHT,
               optimizer: str = "adam", learning_rate: float | None = None,
+              schedule: str = "constant", guard: bool | None = None,
               progress: bool = True) -> OptimizationResult:
     """One WCT level: transform ``image``'s features towards the style's, then invert.
 
@@ -291,7 +323,8 @@ def wct_level(image: tf.Tensor, style_image: tf.Tensor, extractor: FeatureExtrac
         style_image: (1, H_s, W_s, 3) in [0, 1].
         extractor: Extractor with exactly one content layer (the level's layer).
         alpha, eps, rank: See ``wct``.
-        steps, tv_weight, optimizer, learning_rate, progress: See ``invert_features``.
+        steps, tv_weight, optimizer, learning_rate, schedule, guard, progress: See
+            ``invert_features``.
 
     Returns:
         ``OptimizationResult`` of the inversion.
@@ -300,68 +333,123 @@ def wct_level(image: tf.Tensor, style_image: tf.Tensor, extractor: FeatureExtrac
                  rank)
     return invert_features(extractor, target, image, steps=steps, tv_weight=tv_weight,
                            optimizer=optimizer, learning_rate=learning_rate,
-                           progress=progress)
+                           schedule=schedule, guard=guard, progress=progress)
 
 
-def wct_stylize(content, style, *, layers: Sequence[str] = DEFAULT_WCT_LAYERS,
-                alpha: float = 1.0, eps: float = 1e-5, rank: int | None = None,
-                size: int = 256, style_size: int | None = None, steps: int = 100,
-                tv_weight: float = DEFAULT_INVERSION_TV_WEIGHT, optimizer: str = "adam",
-                learning_rate: float | None = None, weights="auto", pooling: str = "max",
-                seed: int = 0, deterministic: bool = True,
-                progress: bool = True, network: str | None = None) -> WCTStylizeResult:
-    """Multi-level whitening-colouring style transfer with optimisation as the decoder.
+#: What a ``wct_stylize`` record has beyond ``stylize``'s keys.
+WCT_RECORD_KEYS = ("method", *field_infos(WCTConfig))
 
-    For each layer in ``layers`` (deep to shallow): WCT of the current image's features
-    with the style's at that layer, then ``steps`` inversion steps starting from the
-    current image. The first level starts from the content image.
+
+def wct_settings(config: StylizeConfig | None = None, settings: WCTConfig | None = None,
+                 **overrides) -> tuple[StylizeConfig, WCTConfig]:
+    """The ``StylizeConfig`` and ``WCTConfig`` of a ``wct_stylize`` call (checked, before any
+    work).
 
     Args:
-        content, style: Images in any form ``images.load_image`` accepts.
-        layers: Layer names of the network used, one level each, applied in the given
-            order (the default levels exist in VGG19 and VGG16).
-        alpha, eps, rank: See ``wct``.
-        size, style_size: Longer sides in pixels (``style_size`` defaults to ``size``).
-        steps: Inversion steps per level.
-        tv_weight, optimizer, learning_rate: See ``invert_features``.
-        weights, pooling, seed, deterministic, progress: As in ``stylize``.
-        network: "vgg19", "vgg16" or None (the weights' own; ``stylize``'s
-            ``architecture``).
+        config: The run's settings (default ``DEFAULT_WCT_CONFIG``).
+        settings: The WCT levels' settings (default ``WCTConfig()``).
+        **overrides: By flat name, over either: ``WCTConfig`` names (layers, alpha, eps,
+            rank, inversion_tv_weight) and ``StylizeConfig`` names (size, steps,
+            weights, ...). ``network="vgg16"`` is read as ``architecture`` (its old name
+            here).
+
+    Raises:
+        ConfigError: an unknown name, a bad value, or a setting ``wct_stylize`` does not
+            use (``WCT_UNUSED``, the loss settings) set away from its default.
+    """
+    if isinstance(overrides.get("network"), str):
+        overrides["architecture"] = overrides.pop("network")
+    wct_names = field_infos(WCTConfig)
+    infos = {**StylizeConfig.flat_fields(), **wct_names}
+    unknown = [name for name in overrides if name not in infos and name not in SECTIONS]
+    if unknown:
+        raise ConfigError(unknown_setting_message(unknown[0], infos))
+    settings = dataclasses.replace(settings or WCTConfig(),
+                                   **{k: v for k, v in overrides.items() if k in wct_names})
+    config = (config or DEFAULT_WCT_CONFIG).replace(
+        **{k: v for k, v in overrides.items() if k not in wct_names})
+    unused = [name for name in (*WCT_UNUSED, *field_infos(LossConfig))
+              if name in config.non_default() or name in overrides]
+    if unused:
+        hint = (" (the inversions' total-variation weight is inversion_tv_weight)"
+                if "tv_weight" in unused else "")
+        raise ConfigError(f"wct_stylize does not use {', '.join(unused)}: leave "
+                          f"{'it' if len(unused) == 1 else 'them'} unset{hint}")
+    return config, settings
+
+
+def wct_stylize(content, style, config: StylizeConfig | None = None,
+                settings: WCTConfig | None = None, *, progress: bool = True,
+                **overrides) -> WCTStylizeResult:
+    """Multi-level whitening-colouring style transfer with optimisation as the decoder.
+
+    For each layer in ``settings.layers`` (deep to shallow): WCT of the current image's
+    features with the style's at that layer, then ``steps`` inversion steps starting from
+    the current image. The first level starts from the content image.
+
+    The run is planned once, like ``stylize``'s, after its weights are found
+    (``nstlib.plan.make_plan``): the network, pooling and random weights' first layer come
+    from the recipe of the weights found, the image sizes from the plan. (The plan's
+    memory and time predictions are those of ``stylize``'s model; the memory is not
+    checked here.)
+
+    Args:
+        content, style: Images in any form ``images.load_image`` accepts (one style).
+        config: The run's settings (default ``DEFAULT_WCT_CONFIG``: 100 steps per level,
+            constant learning rate). Used: size, style_size or style_scale, steps (per
+            level), optimizer, learning_rate, schedule, guard, the network section
+            (weights, architecture, pooling, ...), seed, deterministic. The others
+            (``WCT_UNUSED`` and the loss section) must stay at their defaults.
+        settings: The levels: layers, alpha, eps, rank (see ``wct``) and
+            inversion_tv_weight (see ``feature_inversion_loss``); default ``WCTConfig()``.
+        progress: Show a progress bar per level.
+        **overrides: Settings by flat name over ``config`` and ``settings``, e.g.
+            ``size=128, steps=50, layers=("block2_conv1", "block1_conv1"), alpha=0.5``
+            (``wct_settings``).
 
     Returns:
         ``WCTStylizeResult``: final (1, H, W, 3) image, one image per level, the history
-        of all levels (steps numbered consecutively, with a "level" column) and the config.
+        of all levels (steps numbered consecutively, with a "level" column), the record
+        (``transfer.run_record``'s, as ``stylize``'s, plus ``WCT_RECORD_KEYS``: "method"
+        "wct" and the ``WCTConfig``) and the plan.
+
+    Raises:
+        nstlib.ConfigError: see ``wct_settings``; ValueError: a layer the network lacks
+            (before any level runs).
     """
-    if not layers:
-        raise ValueError("wct_stylize needs at least one layer")
-    set_seed(seed, deterministic)
+    config, settings = wct_settings(config, settings, **overrides)
+    set_seed(config.seed, config.deterministic)
     started = time.perf_counter()
-    content_image = images.resize_max_side(images.load_image(content), int(size))
-    style_image = images.resize_max_side(images.load_image(style), int(style_size or size))
+    content_full, style_full = images.load_image(content), images.load_image(style)
+    weights = _find_weights(config)
+    plan = make_plan(config, content_full.shape[1:3], style_full.shape[1:3], weights)
+    config, stage = plan.config, plan.stages[0]
+    content_image = _fit(content_full, stage.content_hw)
+    style_image = _fit(style_full, stage.style_hws[0])
     # Every level's extractor first: a layer the network lacks (VGG16 has no block3_conv4)
     # fails here, before any level has spent its steps.
-    extractors = [layer_extractor(layer, weights, pooling, seed, network) for layer in layers]
+    extractors = [extractor_for(plan, weights, layers=((layer,), ()))
+                  for layer in settings.layers]
     parts, level_images, image, offset = [], [], content_image, 0.0
     for level, extractor in enumerate(extractors):
-        outcome = wct_level(image, style_image, extractor, alpha=alpha, eps=eps, rank=rank,
-                            steps=steps, tv_weight=tv_weight, optimizer=optimizer,
-                            learning_rate=learning_rate, progress=progress)
+        outcome = wct_level(image, style_image, extractor, alpha=settings.alpha,
+                            eps=settings.eps, rank=settings.rank, steps=stage.steps,
+                            tv_weight=settings.inversion_tv_weight,
+                            optimizer=config.optim.optimizer,
+                            learning_rate=config.optim.learning_rate,
+                            schedule=config.optim.schedule_used(),
+                            guard=config.optim.guard_used(), progress=progress)
         parts.append((level, outcome.history, offset))  # seconds run on across levels
         offset += outcome.history.rows[-1]["seconds"] if outcome.history.rows else 0.0
         image = outcome.image
         level_images.append(image)
-    config = {
-        "method": "wct", "content": _describe_source(content), "style": _describe_source(style),
-        "size": int(size), "style_size": int(style_size or size),
-        "content_shape": list(content_image.shape), "style_shape": list(style_image.shape),
-        "layers": list(layers), "alpha": alpha, "eps": eps, "rank": rank,
-        "steps_per_level": int(steps), "optimizer": optimizer,
-        "learning_rate": outcome.learning_rate, "tv_weight": tv_weight, "pooling": pooling,
-        "seed": int(seed), "deterministic": deterministic, "weights": str(weights),
-        "weights_source": extractor.weights_source, "architecture": extractor.network,
-        "weights_reason": extractor.weights_reason,
-        "weights_path": None if extractor.weights_path is None else str(extractor.weights_path),
-        "status": outcome.status, "wall_seconds": time.perf_counter() - started,
-        "environment": environment_record(),
-    }
-    return WCTStylizeResult(image, History.joined(parts, "level"), config, level_images)
+        if outcome.status != "completed":
+            break
+    record = run_record(plan, content, style, extractor, outcome,
+                        content_image=content_image, style_images=[style_image],
+                        steps_done=sum(int(part.rows[-1]["step"]) for _, part, _ in parts
+                                       if part.rows),
+                        started=started)
+    record.update(method="wct", **settings.to_dict())
+    return WCTStylizeResult(image, History.joined(parts, "level"), record, plan,
+                            level_images=level_images)

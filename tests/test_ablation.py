@@ -694,3 +694,41 @@ def test_a_grid_can_blend_several_styles_under_masks(local_backend, tmp_path):
     # mask paths resolved against the grid's folder
     assert record["style_masks"] == [str(tmp_path / "left.png"), str(tmp_path / "right.png")]
     assert record["metrics"]["judge_content"] <= 1
+
+
+def test_the_worker_measures_against_the_plans_main_style_at_the_plans_size(monkeypatch):
+    """The evaluation reads the run's plan: the most heavily weighted style, at the last
+    scale's style size, and the content at the result's size; nothing re-derived."""
+    from nstlib import judge, metrics, transfer
+    from nstlib.ablation import worker
+
+    seen, plans = {}, []
+    evaluate, judged, stylize = metrics.evaluate, judge.judge, transfer.stylize
+
+    def spy_evaluate(extractor, image, content, style):
+        seen["evaluate_style"] = tuple(style.shape[1:3])
+        return evaluate(extractor, image, content, style)
+
+    def spy_judge(image, content, style):
+        seen["judge"] = (tuple(content.shape[1:3]), tuple(style.shape[1:3]))
+        return judged(image, content, style)
+
+    def spy_stylize(*args, **kwargs):
+        result = stylize(*args, **kwargs)
+        plans.append(result.plan)
+        return result
+
+    monkeypatch.setattr(metrics, "evaluate", spy_evaluate)
+    monkeypatch.setattr(judge, "judge", spy_judge)
+    monkeypatch.setattr(transfer, "stylize", spy_stylize)
+    fixed = {**FAST, "style": ["brushstrokes", "mosaic"], "style_blend": [0.3, 0.7],
+             "style_scale": 0.5, "steps": 1}
+    (spec,) = ablation.parse_grid({"fixed": fixed, "evaluate": EVALUATE}).expand()
+    record = worker.execute_run(spec.config)["record"]
+    assert record["status"] == "completed", record.get("error")
+    (plan,) = plans
+    assert plan.main_style == 1  # mosaic weighs 0.7
+    style_hw = plan.stages[-1].style_hws[1]
+    assert max(style_hw) == round(0.5 * 32) == plan.stages[-1].style_size
+    assert seen == {"evaluate_style": style_hw, "judge": (plan.result_hw, style_hw)}
+    assert record["plan"] == plan.record()

@@ -23,7 +23,7 @@ from nstlib.losses import (
     style_loss,
     total_variation_loss,
 )
-from nstlib.settings import LossConfig
+from nstlib.settings import LossConfig, StylizeConfig
 from nstlib.statistics import gram_matrix, ledoit_wolf_shrinkage, shrink_gram
 
 RNG = np.random.default_rng(42)
@@ -407,6 +407,33 @@ def test_objective_defaults_are_the_loss_config(small_extractor):
     with pytest.raises(ValueError, match="differ from the loss config"):
         StyleTransferObjective(small_extractor, image, image,
                                LossConfig(style_layers=("block5_conv1",)))
+
+
+def test_an_open_loss_config_is_resolved_by_the_plans_one_function(small_extractor,
+                                                                    monkeypatch):
+    """The objective looks no recipe up: settings left at None go through
+    ``plan.resolve_loss`` (the run's own step), once per objective, and a resolved config
+    (a plan's) is used as it is."""
+    from nstlib import losses, plan
+
+    calls = []
+
+    def counted(loss, weights):
+        calls.append((weights.source, weights.network))
+        return plan.resolve_loss(loss, weights)
+
+    monkeypatch.setattr(losses, "resolve_loss", counted)
+    image = tf.zeros((1, 8, 8, 3))
+    open_config = StyleTransferObjective(small_extractor, image, image).config
+    assert calls == [("random", small_extractor.network)]
+    loss = LossConfig(content_layers=small_extractor.content_layers,
+                      style_layers=small_extractor.style_layers)
+    planned = plan.make_plan(StylizeConfig(loss=loss), (8, 8), (8, 8),
+                             plan.FoundWeights("random", small_extractor.network))
+    assert planned.config.loss == open_config
+    assert StyleTransferObjective(small_extractor, image, image,
+                                  planned.config.loss).config == planned.config.loss
+    assert len(calls) == 2  # one place, once per objective (a no-op for a resolved config)
 
 
 # ---------------------------------------------------------------- Gram shrinkage in the style loss

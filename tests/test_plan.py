@@ -137,6 +137,26 @@ def test_sizes_and_recipes_are_looked_up_in_few_places():
     assert calls(r"\bcheck_fits\(") == {"resources.py": 1, "transfer.py": 1, "cli.py": 1}
 
 
+def test_recipes_are_read_and_sizes_decided_in_one_place_each():
+    # The recipe table is read only where it is defined and in StylizeConfig.resolved
+    # (reached through plan.resolve_config); the objective resolves an open loss config
+    # through plan.resolve_loss. Before issue #24's last step losses.py read RECIPES[...]
+    # itself and transfer.py, wct.py and the ablation worker named or sized things on
+    # their own (4 RECIPES[ in nstlib, 5 recipe_for calls, 2 style_side calls, 3
+    # resize_max_side calls, 2 "most heavily weighted style" look-ups).
+    def calls(pattern):
+        return {str(path.relative_to(PACKAGE)): len(found) for path in PACKAGE.rglob("*.py")
+                if (found := re.findall(pattern, path.read_text()))}
+
+    assert calls(r"RECIPES\[") == {"settings.py": 3}  # 2 in the table itself
+    assert calls(r"(?<!def )\brecipe_for\(") == {"settings.py": 1, "plan.py": 1,
+                                                   "resources.py": 1}
+    assert calls(r"(?<!def )\bresolve_loss\(") == {"losses.py": 1}
+    assert calls(r"(?<!def )\bstyle_side\(") == {"settings.py": 1}
+    assert calls(r"(?<!def )\bresize_max_side\(") == {"images.py": 1}  # load_image's max_size
+    assert calls(r"index\(max\(") == {}  # the main style is the plan's
+
+
 def test_stylize_records_its_plan_and_checks_memory_once(monkeypatch):
     from nstlib import transfer
 
@@ -157,3 +177,10 @@ def test_stylize_records_its_plan_and_checks_memory_once(monkeypatch):
     checked = make_plan(config, (30, 20), (24, 24))  # as the CLI plans from the headers
     transfer.stylize(content, style, config, progress=False, checked_plan=checked)
     assert len(checks) == 1  # the caller's check stands: the plan found needs no more
+
+
+@pytest.mark.parametrize(("blend", "main"), [(None, 0), ((0.2, 0.5, 0.5), 1), ((0, 0, 3), 2)])
+def test_the_main_style_is_the_most_heavily_weighted_first_on_a_tie(blend, main):
+    config = StylizeConfig.from_flat(size=32, weights="random", style_blend=blend)
+    plan = make_plan(config, (32, 32), [(32, 32)] * 3)
+    assert plan.main_style == main

@@ -242,3 +242,89 @@ def test_wct_stylize_rejects_a_layer_the_network_lacks_before_any_level_runs(mon
         wct.wct_stylize(_image(3).numpy(), _image(4).numpy(),
                         layers=("block1_conv1", "block3_conv4"), size=32, steps=1,
                         weights="hed-vgg16", progress=False)
+
+
+# ------------------------------------------------------------------- wct_stylize plans as stylize
+
+
+def _pair():
+    rng = np.random.default_rng(7)
+    return rng.random((30, 20, 3), np.float32), rng.random((25, 40, 3), np.float32)
+
+
+def test_wct_stylize_records_stylize_keys_plus_its_own_and_the_plans_sizes():
+    from nstlib import sizes
+    from nstlib.transfer import stylize
+
+    content, style = _pair()
+    result = wct.wct_stylize(content, style, size=24, style_scale=0.5, steps=2,
+                             layers=("block2_conv1", "block1_conv1"), alpha=0.5,
+                             weights="random", progress=False)
+    plain = stylize(content, style, size=24, steps=2, weights="random",
+                    content_layers=("block2_conv1",), style_layers=("block1_conv1",),
+                    progress=False)
+    assert set(result.config) == set(plain.config) | set(wct.WCT_RECORD_KEYS)
+    assert set(wct.WCT_RECORD_KEYS) == {"method", "layers", "alpha", "eps", "rank",
+                                        "inversion_tv_weight"}
+    assert result.config["method"] == "wct" and result.config["alpha"] == 0.5
+    assert result.config["layers"] == ["block2_conv1", "block1_conv1"]
+    (stage,) = result.plan.stages
+    assert stage.content_hw == sizes.fitted_hw((30, 20), 24) == (24, 16)
+    assert stage.style_hws == (sizes.fitted_hw((25, 40), 12),) == ((8, 12),)
+    assert result.config["plan"] == result.plan.record()
+    assert result.config["content_shape"] == [1, *stage.content_hw, 3]
+    assert result.config["style_shape"] == [1, *stage.style_hws[0], 3]
+    assert tuple(result.image.shape[1:3]) == result.plan.result_hw
+    assert result.config["steps"] == 2 and result.config["steps_done"] == 4  # 2 per level
+    assert isinstance(result, wct.StylizeResult)
+
+
+def test_wct_stylize_with_random_weights_uses_the_random_recipes_network(monkeypatch):
+    from nstlib.settings import RECIPES
+
+    seen = []
+    level = wct.wct_level
+
+    def spy(image, style_image, extractor, **kwargs):
+        seen.append((extractor.pooling, extractor.first_layer_dc, extractor.content_layers))
+        return level(image, style_image, extractor, **kwargs)
+
+    monkeypatch.setattr(wct, "wct_level", spy)
+    content, style = _pair()
+    result = wct.wct_stylize(content, style, size=16, steps=1,
+                             layers=("block2_conv1", "block1_conv1"), weights="random",
+                             progress=False)
+    recipe = RECIPES["random"]
+    network = result.plan.config.network
+    assert result.plan.recipe == result.config["recipe"] == "random"
+    assert (network.pooling, network.first_layer_dc) == (recipe["pooling"],
+                                                          recipe["first_layer_dc"])
+    assert result.config["pooling"] == recipe["pooling"]
+    assert seen == [(recipe["pooling"], recipe["first_layer_dc"], ("block2_conv1",)),
+                    (recipe["pooling"], recipe["first_layer_dc"], ("block1_conv1",))]
+
+
+def test_wct_stylize_takes_a_config_and_refuses_settings_it_does_not_use():
+    from nstlib.settings import ConfigError, StylizeConfig, WCTConfig
+
+    content, style = _pair()
+    config, settings = wct.wct_settings(StylizeConfig(size=16), WCTConfig(alpha=0.3), eps=0.1,
+                                        network="vgg16", steps=3)
+    assert (config.size, config.optim.steps, config.network.architecture) == (16, 3, "vgg16")
+    assert (settings.alpha, settings.eps, settings.layers) == (0.3, 0.1,
+                                                               wct.DEFAULT_WCT_LAYERS)
+    default, _ = wct.wct_settings()
+    assert (default.optim.steps, default.optim.schedule_used(),
+            default.optim.guard_used()) == (100, "constant", False)
+    with pytest.raises(ConfigError, match="does not use tv_weight.*inversion_tv_weight"):
+        wct.wct_stylize(content, style, tv_weight=0.3, progress=False)
+    with pytest.raises(ConfigError, match="does not use scales, init"):
+        wct.wct_stylize(content, style, StylizeConfig(scales=(8, 16), init="noise"),
+                        progress=False)
+    with pytest.raises(ConfigError, match="does not use style_weight"):
+        wct.wct_stylize(content, style, StylizeConfig.from_flat(style_weight=3.0),
+                        progress=False)
+    with pytest.raises(ConfigError, match="did you mean 'alpha'"):
+        wct.wct_stylize(content, style, alhpa=0.5, progress=False)
+    with pytest.raises(ConfigError, match="alpha must be at most 1"):
+        wct.wct_stylize(content, style, alpha=2.0, progress=False)

@@ -21,7 +21,6 @@ from nstlib._io import atomic_write_all, json_bytes
 from nstlib.ablation.grid import INPUTS, OPTIONAL_INPUTS, run_id
 from nstlib.records import RecordError, load_record
 from nstlib.settings import StylizeConfig
-from nstlib.sizes import style_side
 
 RUNS_DIR = "runs"
 COMPLETED, FAILED, INTERRUPTED, PENDING = "completed", "failed", "interrupted", "pending"
@@ -84,27 +83,24 @@ def _source(value, base_dir: str | None):
     return value
 
 
-def _evaluation(config: dict, image, base_dir: str | None) -> dict:
-    """Metrics of a finished image: the grid's evaluation network, and the network-free
-    judge (``nstlib.judge``; the content at the result's size, the style at its own)."""
+def _evaluation(config: dict, result, base_dir: str | None) -> dict:
+    """Metrics of a finished run's image: the grid's evaluation network, and the
+    network-free judge (``nstlib.judge``). The sizes are the run's plan's
+    (``result.plan``): the content at the result's size, the style (the plan's
+    ``main_style``, the most heavily weighted) at the last scale's style size."""
     from nstlib import images, judge, metrics
-    from nstlib.transfer import cached_extractor
+    from nstlib.transfer import _fit, cached_extractor
 
     spec = config["evaluate"]
     extractor = cached_extractor(tuple(spec["content_layers"]), tuple(spec["style_layers"]),
                                  spec["weights"], spec["pooling"], int(spec["seed"]))
-    from nstlib.losses import blend_weights
-
+    plan, image = result.plan, result.image
     content = images.load_image(_source(config["content"], base_dir))
     styles = config["style"] if isinstance(config["style"], list) else [config["style"]]
-    weights = blend_weights(config.get("style_blend"), len(styles))
-    # several styles: measured against the most heavily weighted one
-    style = images.load_image(_source(styles[weights.index(max(weights))], base_dir))
-    longer = int(max(image.shape[1:3]))
-    style_size = style_side(longer, config["style_size"], config.get("style_scale")) or longer
-    style = images.resize_max_side(style, style_size)
+    style = images.load_image(_source(styles[plan.main_style], base_dir))
+    style = _fit(style, plan.stages[-1].style_hws[plan.main_style])
     values = metrics.evaluate(extractor, image, content, style)
-    content_here = images.resize(content, (int(image.shape[1]), int(image.shape[2])))
+    content_here = images.resize(content, plan.result_hw)
     values.update(judge.judge(image, content_here, style))
     return {**values, "weights_source": extractor.weights_source}
 
@@ -125,7 +121,7 @@ def _completed_record(config: dict, base_dir: str | None) -> tuple[dict, bytes]:
                   error=None)
     measured = metrics.timing(result.history["seconds"])
     if config["evaluate"] is not None:
-        evaluation = _evaluation(config, result.image, base_dir)
+        evaluation = _evaluation(config, result, base_dir)
         record["evaluation_weights_source"] = evaluation.pop("weights_source")
         measured.update(evaluation)
     record["metrics"] = measured
