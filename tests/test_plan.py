@@ -134,7 +134,7 @@ def test_sizes_and_recipes_are_looked_up_in_few_places():
     assert sum(calls(r"\.stages\(\)").values()) <= 3, calls(r"\.stages\(\)")
     assert calls(r"\.planned\(\)") == {}
     assert set(calls(r"\.resolved\(")) == {"plan.py", "settings.py"}
-    assert calls(r"\bcheck_fits\(") == {"resources.py": 1, "transfer.py": 1, "cli.py": 1}
+    assert calls(r"\bcheck_fits\(") == {"resources.py": 1, "transfer.py": 1, "inputs.py": 1}
 
 
 def test_stylize_records_its_plan_and_checks_memory_once(monkeypatch):
