@@ -32,6 +32,7 @@ from nstlib.settings import (
     TV_KINDS,
     TV_REDUCTIONS,
     LossConfig,
+    check_style_counts,
 )
 from nstlib.statistics import gram_matrix, guided_gram, shrink_gram
 from nstlib.style_loss_specs import style_loss_spec
@@ -286,15 +287,12 @@ def blend_weights(style_blend: Sequence[float] | None, n_styles: int) -> list[fl
         ``n_styles`` floats summing to 1 (zero weights stay exactly 0).
 
     Raises:
-        ConfigError: no style image, or a count that does not match.
+        ConfigError: no style image, or a count that does not match
+            (``settings.check_style_counts``).
     """
-    if n_styles < 1:
-        raise ConfigError("style needs at least one image")
+    check_style_counts(n_styles, style_blend)
     if style_blend is None:
         return [1.0 / n_styles] * n_styles
-    if len(style_blend) != n_styles:
-        raise ConfigError(f"style_blend has {len(style_blend)} weights for {n_styles} style "
-                          f"image{'s' if n_styles > 1 else ''}")
     total = float(sum(style_blend))
     return [float(w) / total for w in style_blend]
 
@@ -322,9 +320,8 @@ def _styles_and_blend(style_image, style_masks, style_blend) -> tuple[list, list
         ConfigError: a mask count that differs from the style count.
     """
     styles = list(style_image) if isinstance(style_image, list | tuple) else [style_image]
-    if style_masks is not None and len(style_masks) != len(styles):
-        raise ConfigError(f"{len(style_masks)} style masks for {len(styles)} style "
-                          f"images; give one mask per style")
+    check_style_counts(len(styles), style_blend,
+                       None if style_masks is None else len(style_masks))
     return styles, blend_weights(style_blend, len(styles))
 
 

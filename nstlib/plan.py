@@ -6,7 +6,8 @@ run found (or, before they are looked up, the source ``weight_sources.likely_sou
 expects) into a ``RunPlan``: the network, the weights source and recipe, the config with
 the recipe applied (no None left), every coarse-to-fine stage's exact (height, width) for
 the content and each style image, the deepest layer the losses use, and the predicted peak
-memory and time (``nstlib.resources``' model). ``stylize``, the memory check, ``nst
+memory and time (``nstlib.resources``' model). ``RunPlan.check_sizes`` refuses a plan in
+which an image is too small for that layer. ``stylize``, the memory check, ``nst
 stylize``'s size checks and its ``--dry-run`` all read this one plan; none of them looks a
 recipe up or turns a longer side into a size again.
 
@@ -20,9 +21,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from nstlib import resources
+from nstlib._options import ConfigError
 from nstlib.settings import LossConfig, StylizeConfig, recipe_for
-from nstlib.sizes import fitted_hw
-from nstlib.vgg_layers import deepest_layer
+from nstlib.sizes import fitted_hw, pyramid_hws
+from nstlib.vgg_layers import deepest_layer, min_input_side
 from nstlib.weight_sources import likely_source
 
 
@@ -124,6 +126,58 @@ class RunPlan:
         return _make(config.replace(size=size, scales=scales, style_size=style),
                      self.content_hw, self.style_hws,
                      FoundWeights(self.weights_source, self.network), self.weights_found)
+
+    def check_sizes(self, check_content: bool = True) -> None:
+        """Refuse (ConfigError, one line) a plan in which an image is too small for the
+        network, naming the setting that made it so.
+
+        Each 2x2 pool halves a side (rounding down), so the deepest layer needs a shorter
+        side of at least ``vgg_layers.min_input_side`` (16 px for block5_conv1) in the
+        content and every style image, at every stage; and the coarsest level of a style
+        pyramid (``sizes.pyramid_hws``) needs that of the deepest style layer
+        (``losses.check_pyramid_size``'s rule). ``stylize`` calls it, and ``nst stylize``
+        on the plan made from the image headers, before TensorFlow loads (it spells the
+        setting as its flag: "size 18 ..." -> "--size 18 ...").
+
+        Args:
+            check_content: False to check only the style images (a batch checks each
+                content when it comes to it).
+
+        Raises:
+            ConfigError: starting with the setting at fault ("size", "scales",
+                "style_size", "style_scale" or "pyramid_levels") and its value.
+        """
+        config, loss = self.config, self.config.loss
+        layer = deepest_layer(loss.content_layers + loss.style_layers, self.network)
+        minimum = min_input_side(layer, self.network)
+        style_layer = (deepest_layer(loss.style_layers, self.network) if loss.style_layers
+                       else layer)
+        style_minimum = min_input_side(style_layer, self.network) if loss.style_layers else 1
+        result = (f"scales {','.join(map(str, config.scales))}" if config.scales
+                  else f"size {config.size}")
+        style = (f"style_size {config.style_size}" if config.style_size is not None
+                 else f"style_scale {config.style_scale:g}" if config.style_scale is not None
+                 else result)  # the style follows the result's size
+        levels = loss.pyramid_levels
+        for stage in self.stages:
+            at = f" (at scale {stage.size})" if config.scales else ""
+            checked = [("style", hw, style) for hw in stage.style_hws]
+            if check_content:
+                checked.insert(0, ("content", stage.content_hw, result))
+            for what, (h, w), setting in checked:
+                if min(h, w) < minimum:
+                    raise ConfigError(f"{setting} is too small: the {what} image would be "
+                                      f"{h}x{w} px{at} and {layer} needs a shorter side of "
+                                      f"at least {minimum} px")
+                coarsest = pyramid_hws((h, w), levels)[-1]
+                if min(coarsest) < style_minimum:
+                    most = next(k for k in range(levels, 0, -1)
+                                if min(pyramid_hws((h, w), k)[-1]) >= style_minimum)
+                    raise ConfigError(
+                        f"pyramid_levels {levels} is too many for the {what} image at "
+                        f"{h}x{w} px{at}: its level {levels - 1} would be {coarsest[0]}x"
+                        f"{coarsest[1]} px and {style_layer} needs a shorter side of at "
+                        f"least {style_minimum} px; use at most {most}")
 
     def record(self) -> dict:
         """The plan as JSON-able values, for the run record's "plan" entry."""

@@ -286,6 +286,22 @@ class LossConfig(Options):
         style_loss_spec(self.style_loss).check_masks(error=ConfigError)
 
 
+def check_style_counts(n_styles: int, style_blend=None, n_masks: int | None = None) -> None:
+    """Refuse (ConfigError, one line naming the setting) style inputs that do not add up:
+    no style image, a ``style_blend`` weight count or a mask count other than the number
+    of style images. The one home of these checks: ``stylize``, ``losses.blend_weights``
+    and the ``nst`` command (before TensorFlow loads) call it.
+    """
+    if n_styles < 1:
+        raise ConfigError("style needs at least one image")
+    if style_blend is not None and len(style_blend) != n_styles:
+        raise ConfigError(f"style_blend has {len(style_blend)} weights for {n_styles} style "
+                          f"image(s)")
+    if n_masks is not None and n_masks != n_styles:
+        raise ConfigError(f"{n_masks} style_masks for {n_styles} style image(s); give one "
+                          f"mask per style, in the same order")
+
+
 def _check_weights(weights, count: int, name: str, what: str) -> None:
     """ConfigError unless ``weights`` is None or ``count`` finite non-negative numbers."""
     if weights is None:

@@ -25,13 +25,13 @@ from nstlib import colors, images
 from nstlib._io import atomic_write_all, json_bytes, write_json  # noqa: F401 - re-exported
 from nstlib.conv_choice import size_bucket
 from nstlib.features import FeatureExtractor
-from nstlib.losses import StyleTransferObjective, blend_weights
+from nstlib.losses import StyleTransferObjective
 from nstlib.optimize import History, minimize
 from nstlib.plan import RunPlan, StagePlan, make_plan, resolve_config
 from nstlib.records import record_path
 from nstlib.reproducibility import environment_record, set_seed
 from nstlib.resources import check_fits
-from nstlib.settings import INITS, StylizeConfig
+from nstlib.settings import INITS, StylizeConfig, check_style_counts
 from nstlib.sizes import fitted_hw
 from nstlib.vgg_weights import resolve_weights
 
@@ -197,12 +197,8 @@ def load_style_masks(style_masks, n_styles: int, content_shape, result_size: int
         ConfigError: the wrong number of masks.
         ImageError: not an image, not the content's (or the result's) size, or all black.
     """
-    from nstlib.settings import ConfigError
-
     sources = _as_list(style_masks)
-    if len(sources) != n_styles:
-        raise ConfigError(f"{len(sources)} style masks for {n_styles} style image"
-                          f"{'s' if n_styles > 1 else ''}; give one mask per style")
+    check_style_counts(n_styles, n_masks=len(sources))
     height, width = int(content_shape[1]), int(content_shape[2])
     allowed = {(height, width), fitted_hw((height, width), result_size)}
     masks = []
@@ -376,12 +372,14 @@ def _load_and_plan(config: StylizeConfig, content, style, style_masks,
     Returns:
         (the ``_Inputs``, the ``vgg_weights.ResolvedWeights``, the ``RunPlan``).
     """
-    blend_weights(config.loss.style_blend, len(_as_list(style)))  # checks the count
+    check_style_counts(len(_as_list(style)), config.loss.style_blend,
+                       None if style_masks is None else len(_as_list(style_masks)))
     content_full = images.load_image(content)
     styles_full = [images.load_image(s) for s in _as_list(style)]
     weights = _find_weights(config)
     plan = make_plan(config, content_full.shape[1:3], [s.shape[1:3] for s in styles_full],
                      weights)
+    plan.check_sizes()  # every stage's images large enough for the deepest layer
     if checked_plan is None or plan.peak_bytes > checked_plan.peak_bytes:
         check_fits(plan)
     masks = None if style_masks is None else load_style_masks(

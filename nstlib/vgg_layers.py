@@ -114,6 +114,13 @@ def layers_up_to(layer: str, network: str = DEFAULT_NETWORK) -> tuple[str, ...]:
     return order[: order.index(layer) + 1]
 
 
+def min_input_side(layer: str, network: str = DEFAULT_NETWORK) -> int:
+    """The shortest input side at which ``layer`` still has a 1 px output: 2^p for the p
+    2x2 max or average pools up to it (16 for block5_conv1, 32 for block5_pool), the
+    stride of its receptive field (``receptive_fields.receptive_field``)."""
+    return 2 ** sum(name.endswith("_pool") for name in layers_up_to(layer, network))
+
+
 def layer_channels(layer: str, network: str = DEFAULT_NETWORK) -> int:
     """Number of channels of a layer's output (64 ... 512)."""
     validate_layers(layer, network=network)

@@ -505,7 +505,7 @@ def test_output_in_a_read_only_folder_is_refused_before_the_run(pair, open_dir, 
     read_only.mkdir()
     read_only.chmod(0o555)
     out = read_only / "new" / "o.png"
-    monkeypatch.setattr(cli, "_import_tensorflow_quietly",
+    monkeypatch.setattr(cli.commands, "_import_tensorflow_quietly",
                         lambda: pytest.fail("the output must be checked before any work"))
     with as_unprivileged():
         _assert_refused_before_the_run(["stylize", content, style, "-o", out, *FAST], capsys,

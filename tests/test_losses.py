@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -595,7 +597,8 @@ def test_blend_weights_are_normalised_and_checked():
     assert blend_weights(None, 4) == [0.25] * 4
     assert blend_weights((3, 1), 2) == [0.75, 0.25]
     assert blend_weights((1, 0), 2) == [1.0, 0.0]
-    with pytest.raises(nstlib.ConfigError, match="style_blend has 3 weights for 2 style images"):
+    with pytest.raises(nstlib.ConfigError,
+                       match=re.escape("style_blend has 3 weights for 2 style image(s)")):
         blend_weights((1, 1, 1), 2)
 
 

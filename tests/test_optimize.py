@@ -620,7 +620,7 @@ def test_guard_keeps_the_rate_where_the_first_step_already_lowers_the_loss():
 
 
 #: Sizes and step counts of the default-method grid: small and shallow, so that it runs
-#: in seconds; benchmarks/guard.py runs the grid up to 1024 px and 500 steps.
+#: in seconds; benchmarks/descent.py runs the grid up to 1024 px and 500 steps.
 GUARD_GRID = [(size, steps) for size in (32, 64) for steps in (5, 12)]
 
 

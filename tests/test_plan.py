@@ -134,7 +134,7 @@ def test_sizes_and_recipes_are_looked_up_in_few_places():
     assert sum(calls(r"\.stages\(\)").values()) <= 3, calls(r"\.stages\(\)")
     assert calls(r"\.planned\(\)") == {}
     assert set(calls(r"\.resolved\(")) == {"plan.py", "settings.py"}
-    assert calls(r"\bcheck_fits\(") == {"resources.py": 1, "transfer.py": 1, "cli.py": 1}
+    assert calls(r"\bcheck_fits\(") == {"resources.py": 1, "transfer.py": 1, "inputs.py": 1}
 
 
 def test_recipes_are_read_and_sizes_decided_in_one_place_each():
@@ -184,3 +184,60 @@ def test_the_main_style_is_the_most_heavily_weighted_first_on_a_tie(blend, main)
     config = StylizeConfig.from_flat(size=32, weights="random", style_blend=blend)
     plan = make_plan(config, (32, 32), [(32, 32)] * 3)
     assert plan.main_style == main
+
+
+def test_min_input_side_is_the_stride_of_the_receptive_field():
+    from nstlib.receptive_fields import receptive_field
+    from nstlib.vgg_layers import NETWORKS, min_input_side
+
+    for network, spec in NETWORKS.items():
+        for layer in spec.layer_names:
+            assert min_input_side(layer, network) == receptive_field(layer, network)[1]
+    assert min_input_side("block5_conv1") == 16 and min_input_side("block5_pool") == 32
+
+
+SMALL_LAYERS = {"weights": "random", "content_layers": ("block2_conv1",),
+                "style_layers": ("block1_conv1", "block2_conv1")}
+
+
+@pytest.mark.parametrize("flat, check_content, message", [
+    ({"size": 32}, True, None),
+    ({"size": 18, "content_layers": ("block5_conv1",)}, True,
+     "size 18 is too small: the content image would be 15x18 px and block5_conv1 needs a "
+     "shorter side of at least 16 px"),
+    ({"size": 32, "style_size": 1}, True, "style_size 1 is too small: the style image would "
+     "be 1x1 px and block2_conv1 needs a shorter side of at least 2 px"),
+    ({"size": 32, "style_scale": 0.02}, False, "style_scale 0.02 is too small: the style "
+     "image would be 1x1 px and block2_conv1 needs a shorter side of at least 2 px"),
+    ({"size": 32, "pyramid_levels": 10}, True, "pyramid_levels 10 is too many for the "
+     "content image at 27x32 px: its level 9 would be 1x1 px and block2_conv1 needs a "
+     "shorter side of at least 2 px; use at most 5"),
+    ({"scales": (1, 32), "steps": 1}, True, "scales 1,32 is too small: the content image "
+     "would be 1x1 px (at scale 1) and block2_conv1 needs a shorter side of at least 2 px"),
+    ({"scales": (1, 32), "steps": 1}, False, "scales 1,32 is too small: the style image "
+     "would be 1x1 px (at scale 1)"),
+    ({"size": 3, "style_size": 32}, False, None),  # the content is a batch's to check
+])
+def test_check_sizes_names_the_setting_that_makes_an_image_too_small(flat, check_content,
+                                                                     message):
+    from nstlib import ConfigError
+
+    plan = make_plan(StylizeConfig.from_flat(**{**SMALL_LAYERS, **flat}), (40, 48), (32, 32))
+    if message is None:
+        plan.check_sizes(check_content)
+        return
+    with pytest.raises(ConfigError) as info:
+        plan.check_sizes(check_content)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_stylize_refuses_a_plan_too_small_for_its_deepest_layer_before_any_work():
+    from nstlib import ConfigError, transfer
+
+    content, style = np.ones((40, 48, 3), np.float32), np.ones((32, 32, 3), np.float32)
+    config = StylizeConfig.from_flat(**SMALL_LAYERS, size=32, style_size=1, steps=1)
+    with pytest.raises(ConfigError) as info:
+        transfer.stylize(content, style, config, progress=False)
+    with pytest.raises(ConfigError) as planned:
+        make_plan(config, (40, 48), (32, 32)).check_sizes()
+    assert str(info.value) == str(planned.value)

@@ -13,6 +13,7 @@ from nstlib.settings import (
     NetworkConfig,
     OptimConfig,
     StylizeConfig,
+    check_style_counts,
     coarse_to_fine_schedule,
 )
 
@@ -311,3 +312,20 @@ def test_first_layer_dc_is_a_random_weights_setting():
     for bad, why in ((1.5, "at most 1"), (-0.1, "at least 0"), (float("inf"), "finite")):
         with pytest.raises(ConfigError, match=f"first_layer_dc must be .*{why}"):
             StylizeConfig.from_flat(first_layer_dc=bad)
+
+
+@pytest.mark.parametrize("n_styles, blend, n_masks, message", [
+    (2, (1, 1), 2, None),
+    (1, None, None, None),
+    (0, None, None, "style needs at least one image"),
+    (2, (1, 1, 1), None, "style_blend has 3 weights for 2 style image(s)"),
+    (2, None, 1, "1 style_masks for 2 style image(s); give one mask per style, in the same "
+                 "order"),
+])
+def test_style_counts_are_checked_in_one_place(n_styles, blend, n_masks, message):
+    if message is None:
+        check_style_counts(n_styles, blend, n_masks)
+        return
+    with pytest.raises(ConfigError) as info:
+        check_style_counts(n_styles, blend, n_masks)
+    assert str(info.value) == message

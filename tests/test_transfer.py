@@ -581,11 +581,12 @@ def test_style_scale_sets_the_style_size_relative_to_the_result():
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    ({"style_blend": (1, 1, 1)}, "style_blend has 3 weights for 2 style images"),
+    ({"style_blend": (1, 1, 1)}, "style_blend has 3 weights for 2 style image(s)"),
     ({"style_blend": (1, -1)}, "style_blend must be at least 0, got -1"),
     ({"style_blend": (0, 0)}, "style_blend needs at least one positive weight"),
     ({"style_blend": (1, float("nan"))}, "style_blend must be a finite number"),
-    ({"style_masks": [np.ones((32, 32))]}, "1 style masks for 2 style images"),
+    ({"style_masks": [np.ones((32, 32))]},
+     "1 style_masks for 2 style image(s); give one mask per style"),
     ({"style_masks": [np.ones((32, 32)), np.ones((20, 32))]},
      "style mask 2 (array (20, 32)) is 32x20 pixels; it must have the content image's size"),
     ({"style_masks": [np.ones((32, 32)), np.zeros((32, 32))]}, "style mask 2 (array (32, 32)) "

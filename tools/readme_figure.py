@@ -37,7 +37,7 @@ JPEG_QUALITY = 85
 #: Full run: longer side of the results and Adam steps (120: the library's default).
 SIZE, STEPS = 192, 120
 QUICK_SIZE, QUICK_STEPS = 40, 2
-#: Content and style of the demo's pairs (nstlib.cli.DEMO_PAIRS).
+#: Content and style of the demo's pairs (nstlib.cli.commands.DEMO_PAIRS).
 PAIRS = (("chelsea", "brushstrokes"), ("astronaut", "mosaic"))
 BATCH = ("chelsea", "coffee")
 STYLE_SCALE = 2.0  # style_scale of the row-2 control panel
