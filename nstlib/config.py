@@ -3,7 +3,7 @@ names of the weights' environment variables.
 
 Everything that depends on the environment is read here and nowhere else, so a
 notebook, a test and the CLI agree on what "quick" means. These are not a run's settings
-(``nstlib.settings.StylizeConfig``) nor a run's record (the ``config`` dict of a result):
+(``nstlib.settings.StylizeConfig``) nor a run's record (the ``record`` dict of a result):
 the module keeps its name because every notebook's first cell reads
 ``from nstlib.config import QUICK``.
 """

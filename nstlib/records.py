@@ -18,6 +18,7 @@ Plain Python (no TensorFlow), so the ``nst`` command can check outputs and recor
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 #: What a record's file name adds to its image's name.
@@ -64,3 +65,20 @@ def load_record(path) -> dict:
         kind = {list: "a list", str: "a string", type(None): "null"}.get(type(record), "a number")
         raise RecordError(f"{path} holds {kind}, not a run record (a JSON object)")
     return record
+
+
+def old_record_name() -> property:
+    """``config``, the name a result's ``record`` had before: a read-only property that
+    returns ``result.record`` (the same dict) and emits a ``DeprecationWarning``.
+
+    "config" names the settings (``nstlib.settings.StylizeConfig``) and the environment
+    switches (``nstlib.config``); a run's record is ``record``. Used as a class attribute
+    of ``transfer.StylizeResult`` (and so ``wct.WCTStylizeResult``) and ``toy.ToyResult``.
+    """
+
+    def config(self) -> dict:
+        warnings.warn(f"{type(self).__name__}.config is now .record", DeprecationWarning,
+                      stacklevel=2)
+        return self.record
+
+    return property(config, doc="Deprecated: the old name of ``record`` (the same dict).")

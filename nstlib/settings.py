@@ -442,7 +442,8 @@ class StylizeConfig(Options):
 
     @classmethod
     def from_record(cls, record: dict) -> StylizeConfig:
-        """The config of a run record (``StylizeResult.record()``); other keys ignored."""
+        """The config of a run record (``StylizeResult.record``, or a saved record file);
+        other keys ignored."""
         names = cls.flat_fields()
         return cls.from_flat(**{k: v for k, v in record.items() if k in names})
 

@@ -55,6 +55,7 @@ import tensorflow as tf
 
 from nstlib._checks import check_choice
 from nstlib.images import as_hwc
+from nstlib.records import old_record_name
 
 #: Horizontal and vertical nearest neighbours: the default style statistics.
 DEFAULT_OFFSETS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0))
@@ -79,8 +80,10 @@ class ToyResult:
         style_losses: (K,) float64 ``L_style`` at the recorded steps.
         temperatures: (K,) float64 annealing temperature at the recorded steps
             (Metropolis only).
-        config: The method and every parameter of the run, defaults resolved (e.g. the
+        record: The method and every parameter of the run, defaults resolved (e.g. the
             automatic ``t_start``), so a result can be reproduced from its record.
+
+    ``config`` is the old name of ``record`` (read-only; it warns, ``DeprecationWarning``).
     """
 
     image: np.ndarray
@@ -91,7 +94,9 @@ class ToyResult:
     content_losses: np.ndarray | None = None
     style_losses: np.ndarray | None = None
     temperatures: np.ndarray | None = None
-    config: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)
+
+    config = old_record_name()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -339,7 +344,7 @@ def gradient_descent(content, style, alpha: float = 1.0, beta: float = 1.0, step
         seconds=seconds,
         content_losses=lcs,
         style_losses=lss,
-        config=dict(method="gradient_descent", alpha=alpha, beta=beta, steps=int(steps),
+        record=dict(method="gradient_descent", alpha=alpha, beta=beta, steps=int(steps),
                     learning_rate=lr, init=_describe_init(init), seed=seed,
                     optimizer=optimizer, offsets=offsets, targets=targets.tolist()),
     )
@@ -596,7 +601,7 @@ def metropolis(content, style, alpha: float = 1.0, beta: float = 1.0, steps: int
         content_losses=lcs,
         style_losses=lss,
         temperatures=np.array(temps),
-        config=dict(method="metropolis", alpha=alpha, beta=beta, steps=steps,
+        record=dict(method="metropolis", alpha=alpha, beta=beta, steps=steps,
                     t_start=t_start, t_end=t_end, proposal_scale=proposal_scale, seed=seed,
                     init=_describe_init(init), offsets=offsets, record_every=record_every,
                     targets=targets.tolist()),

@@ -6,7 +6,7 @@ run, makes its plan once (``nstlib.plan.make_plan``: the recipe of the weights f
 applied, every stage's exact sizes, the predicted memory, checked here), builds the feature
 extractor, loads the images and masks, runs ``optimize.minimize`` at each coarse-to-fine
 stage of the plan and returns the image, the history and the run record (``run_record``: a
-plain dict, the ``config`` of the result, not a ``StylizeConfig``).
+plain dict, the ``record`` of the result, not a ``StylizeConfig``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from nstlib.features import FeatureExtractor
 from nstlib.losses import StyleTransferObjective
 from nstlib.optimize import History, minimize
 from nstlib.plan import RunPlan, StagePlan, make_plan, resolve_config
-from nstlib.records import record_path
+from nstlib.records import old_record_name, record_path
 from nstlib.reproducibility import environment_record, set_seed
 from nstlib.resources import check_fits
 from nstlib.settings import INITS, StylizeConfig, check_style_counts
@@ -45,18 +45,22 @@ class StylizeResult:
             seen: ``optimize.minimize``).
         history: Per-step total, content, style and tv losses and elapsed seconds (every
             step's row; ``history.kept`` is the returned image's row when not the last).
-        config: The run record, a plain dict (``run_record``; not a ``StylizeConfig``,
+        record: The run record, a plain dict (``run_record``; not a ``StylizeConfig``,
             which ``StylizeConfig.from_record`` rebuilds from it): every setting by flat
             name (``StylizeConfig.to_flat``), the inputs, image sizes, resolved weights
             source, library and TensorFlow versions, plus the outcome (status, learning
             rate used, wall seconds).
-        plan: The run's ``plan.RunPlan`` (its record is ``config["plan"]``), or None.
+        plan: The run's ``plan.RunPlan`` (its record is ``record["plan"]``), or None.
+
+    ``config`` is the old name of ``record`` (read-only; it warns, ``DeprecationWarning``).
     """
 
     image: tf.Tensor
     history: History
-    config: dict
+    record: dict
     plan: RunPlan | None = None
+
+    config = old_record_name()
 
     @property
     def losses(self) -> dict:
@@ -65,13 +69,14 @@ class StylizeResult:
         which)."""
         return self.history.final
 
-    def record(self) -> dict:
-        """The JSON record: config, final losses and the full per-step history."""
-        return {**self.config, "final": self.losses, "history": self.history.to_dict()}
+    def to_dict(self) -> dict:
+        """The JSON record saved next to the image: ``record``, the final losses and the
+        full per-step history."""
+        return {**self.record, "final": self.losses, "history": self.history.to_dict()}
 
     def save(self, path, inputs: Sequence = ()) -> tuple[Path, Path]:
         """Write the image and, next to it, its record ``<image name>.json`` (``x.png`` ->
-        ``x.png.json``; ``records.record_path``) holding ``record()`` and the image's name.
+        ``x.png.json``; ``records.record_path``) holding ``to_dict()`` and the image's name.
 
         Both files are written in full before either replaces anything (the record last,
         ``_io.atomic_write_all``): a full disk or Ctrl-C leaves the previous image and
@@ -93,7 +98,7 @@ class StylizeResult:
         for target in (image_path, record_file):
             images.check_not_an_input(target, inputs)
         atomic_write_all([(image_path, data),
-                          (record_file, json_bytes({**self.record(), "image": image_path.name}))])
+                          (record_file, json_bytes({**self.to_dict(), "image": image_path.name}))])
         return image_path, record_file
 
 

@@ -238,7 +238,7 @@ class WCTStylizeResult(StylizeResult):
         level_images: One (1, H, W, 3) float32 image per level, in level order (the last
             one is ``image``). The history has a "level" column.
 
-    ``config`` is ``stylize``'s record (``transfer.run_record``, same keys) plus
+    ``record`` is ``stylize``'s record (``transfer.run_record``, same keys) plus
     ``WCT_RECORD_KEYS``.
     """
 

@@ -114,7 +114,7 @@ def _completed_record(config: dict, base_dir: str | None) -> tuple[dict, bytes]:
     result = stylize(_source(config["content"], base_dir), _source(config["style"], base_dir),
                      StylizeConfig.from_flat(**flat), progress=False,
                      style_masks=_source(config.get("style_masks"), base_dir))
-    record = result.record()
+    record = result.to_dict()
     record.update(content=config["content"], style=config["style"],
                   optimizer_status=record["status"],
                   status=INTERRUPTED if record["status"] == "interrupted" else COMPLETED,

@@ -87,7 +87,7 @@ def summary_line(result, image_path: Path, record_path: Path) -> str:
     The steps are the updates made (``steps_done``: with ``--scales 16,32 --steps 3``,
     3 + 3 = 6; the history's step numbers also count the second scale's starting row).
     """
-    final, record = result.losses, result.config
+    final, record = result.losses, result.record
     steps = record.get("steps_done", final.get("step", 0))
     return (f"{image_path} ({record_path.name}): weights {record['weights_source']}; "
             f"loss {final['total']:.4g} (content {final['content']:.3g}, style "

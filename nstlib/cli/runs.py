@@ -100,13 +100,13 @@ def _stylize_one(args, config, content: str, style: str | list[str], output: Pat
     except NonFiniteLossError as err:
         with _sigterm_deferred():
             return _Written(*_save_failed_run(err, config, content, style, output, inputs))
-    if result.config["status"] == "interrupted" and not result.config.get("steps_done"):
+    if result.record["status"] == "interrupted" and not result.record.get("steps_done"):
         # The signal landed before the first step finished: there is no result to keep
         # (the starting image is not one), and an earlier OUT stays as it was.
         raise Terminated() if _SigtermState.received else KeyboardInterrupt()
     # The CLI loaded the images itself (to check them first); record where they came from,
     # and what was asked (a batch re-run keeps a complete result that matches it).
-    result.config.update(content=content, style=style, requested=config.non_default())
+    result.record.update(content=content, style=style, requested=config.non_default())
     with _sigterm_deferred():
         _say_replacing(output)
         try:
@@ -120,7 +120,7 @@ def _stylize_one(args, config, content: str, style: str | list[str], output: Pat
     echo(summary_line(result, image_path, record_file))
     if _SigtermState.received:
         return _Written(EXIT_TERMINATED, image_path)
-    if result.config["status"] == "interrupted":
+    if result.record["status"] == "interrupted":
         return _Written(EXIT_INTERRUPTED, image_path)
     return _Written(0, image_path)
 
