@@ -56,8 +56,8 @@ def measure(kind: str, size: int, steps: int, guard: bool | None = None,
     return {"start": float(total[0]), "returned_ratio": result.losses["total"] / total[0],
             "last_ratio": float(total[-1] / total[0]),
             "min_ratio": float(total.min() / total[0]),
-            "learning_rate": result.config["learning_rate"], "guard": result.config["guard"],
-            "kept_row": result.history.kept, "weights": result.config["weights_source"],
+            "learning_rate": result.record["learning_rate"], "guard": result.record["guard"],
+            "kept_row": result.history.kept, "weights": result.record["weights_source"],
             "seconds": seconds}
 
 

@@ -74,9 +74,9 @@ def child(spec: dict) -> dict:
     steps_s = [b - a for a, b in zip(stamps, stamps[1:], strict=False)][:-1]
     cpu_s = [b - a for a, b in zip(cpu, cpu[1:], strict=False)][:-1]
     return {"size": size, "overrides": spec.get("overrides", {}), "steps": steps,
-            "content_hw": list(result.config["content_shape"][1:3]),
-            "style_hw": list(result.config["style_shape"][1:3]),
-            "conv_impl_used": result.config.get("conv_impl_used"),
+            "content_hw": list(result.record["content_shape"][1:3]),
+            "style_hw": list(result.record["style_shape"][1:3]),
+            "conv_impl_used": result.record.get("conv_impl_used"),
             "baseline_peak_mib": baseline, "peak_mib": peak,
             "seconds_total": time.perf_counter() - start,
             "seconds_per_step_after_first": steps_s,

@@ -76,7 +76,7 @@ def measure(size: int, steps: int, warmup: int, bf16: bool = True) -> dict:
         median = stats[name]["median"]
         out[f"{name}_gflops"] = step["conv_total"] / median / 1e9
         out[f"{name}_percent_of_float32_limit"] = 100 * limit_seconds / median
-    record = taking.results["stylize"].config
+    record = taking.results["stylize"].record
     out["conv_impl_of_stylize"] = {"used": record["conv_impl_used"],
                                    "reason": record.get("conv_impl_reason")}
     out["speedup_over_standard_conv"] = common.ratio(stats["standard_conv"]["median"],

@@ -141,8 +141,8 @@ def stylize_method(settings: dict, content, style, size: int, trace: Trace):
         seconds = clock.pause()
         trace.judge("returned", seconds, result.image)
         return {"seconds": seconds, "final_loss": result.losses["total"],
-                "learning_rate": result.config.get("learning_rate"),
-                "weights_source": result.config["weights_source"]}
+                "learning_rate": result.record.get("learning_rate"),
+                "weights_source": result.record["weights_source"]}
     return run
 
 
@@ -262,8 +262,8 @@ def measure_pair(content_name: str, style_name: str, size: int, steps: int,
     return {
         "pair": f"{content_name}+{style_name}", "shape": list(content.shape),
         "content_image_judge_style": start["judge_style"],
-        "weights_source": warm.config["weights_source"],
-        "architecture": warm.config["architecture"],
+        "weights_source": warm.record["weights_source"],
+        "architecture": warm.record["architecture"],
         "conv_impl_and_first_build_seconds": warm_up,
         "reference": {"steps": steps, "own_seconds": reference["seconds"],
                       "seconds_per_step": reference["seconds"] / steps,

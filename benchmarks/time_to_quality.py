@@ -74,15 +74,15 @@ def measure_pair(content: str, style: str, size: int, steps_previous: int) -> di
     reached = next(((k, s) for k, (s, loss) in enumerate(clocks["default"].trace)
                     if loss <= target), None)
     previous_seconds = clocks["previous"].trace[-1][0]
-    default_config = results["default"].config
+    default_record = results["default"].record
     return {
         "pair": f"{content}+{style}", "size": size,
         "target_loss": target, "previous_seconds": previous_seconds,
         "previous_steps": steps_previous,
-        "default_method": {k: default_config[k] for k in ("optimizer", "learning_rate",
+        "default_method": {k: default_record[k] for k in ("optimizer", "learning_rate",
                                                           "schedule", "steps", "scales")},
-        "weights_source": default_config["weights_source"],
-        "architecture": default_config["architecture"],
+        "weights_source": default_record["weights_source"],
+        "architecture": default_record["architecture"],
         "default_final_loss": results["default"].losses["total"],
         "default_seconds": clocks["default"].trace[-1][0],
         "steps_to_target": None if reached is None else reached[0],

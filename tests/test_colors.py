@@ -134,7 +134,7 @@ def test_luminance_result_has_the_contents_chroma():
     result = nstlib.stylize(content, style, size=32, steps=15, preserve_colors="luminance",
                             callbacks=[lambda step, image, losses: seen.append(image)], **FAST)
     image = result.image.numpy()
-    assert image.shape == (1, 24, 32, 3) and result.config["preserve_colors"] == "luminance"
+    assert image.shape == (1, 24, 32, 3) and result.record["preserve_colors"] == "luminance"
     assert np.abs(_chroma(image) - _chroma(content)).max() < 1e-5
     # The luminance did change (the transfer happened), and callbacks saw colour images.
     assert np.abs(colors.luminance(image)[0] - colors.luminance(content)).mean() > 1e-3
@@ -154,7 +154,7 @@ def test_histogram_recolours_the_style_to_the_contents_statistics():
     np.testing.assert_allclose(cov, ref_cov, atol=1e-5)
     result = nstlib.stylize(content, style, size=32, steps=2, preserve_colors="histogram",
                             **FAST)
-    assert result.config["preserve_colors"] == "histogram"
+    assert result.record["preserve_colors"] == "histogram"
 
 
 def test_luminance_inputs_are_grey_with_the_contents_tones():

@@ -253,7 +253,7 @@ def test_the_run_record_says_which_form_was_used_and_why(monkeypatch):
     try:
         content = np.full((12, 16, 3), 0.5, np.float32)
         record = nstlib.stylize(content, content, size=16, steps=1, weights="random",
-                                progress=False, **SHALLOW).config
+                                progress=False, **SHALLOW).record
     finally:
         transfer.cached_extractor.cache_clear()
     assert record["conv_impl"] == "auto" and record["conv_impl_used"] == "standard"

@@ -71,7 +71,7 @@ def test_every_optimizer_lowers_a_style_transfer_loss(stylize_inputs, optimizer)
                             weights="random", content_layers=("block2_conv2",),
                             style_layers=STYLE_LAYERS, progress=False)
     history = result.history
-    assert result.config["status"] == "completed"
+    assert result.record["status"] == "completed"
     assert len(history) == steps + 1
     np.testing.assert_array_equal(history["step"], np.arange(steps + 1))
     total = history["total"]
@@ -639,7 +639,7 @@ def test_default_method_lowers_the_loss_over_a_grid_of_sizes_and_steps(inputs):
                                 progress=False, **layers)
         start, returned = result.history["total"][0], result.losses["total"]
         assert returned < start, (inputs, size, steps, start, returned)
-        assert result.config["guard"] is True
+        assert result.record["guard"] is True
     if inputs == "noise":  # the grid holds a case the guard is needed for
         unguarded = nstlib.stylize(content, style, size=64, steps=5, weights="random",
                                    progress=False, guard=False, **layers)

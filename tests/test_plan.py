@@ -169,11 +169,11 @@ def test_stylize_records_its_plan_and_checks_memory_once(monkeypatch):
                                      style_layers=("block1_conv1",))
     result = transfer.stylize(content, style, config, progress=False)
     assert len(checks) == 1 and checks[0].weights_found
-    plan = result.config["plan"]
+    plan = result.record["plan"]
     assert plan["stages"] == [{"size": 24, "style_size": 24, "steps": 2, "content_hw": [24, 16],
                                "style_hws": [[24, 24]]}]
-    assert result.config["content_shape"] == [1, 24, 16, 3]
-    assert plan["recipe"] == result.config["recipe"] == "random"
+    assert result.record["content_shape"] == [1, 24, 16, 3]
+    assert plan["recipe"] == result.record["recipe"] == "random"
     checked = make_plan(config, (30, 20), (24, 24))  # as the CLI plans from the headers
     transfer.stylize(content, style, config, progress=False, checked_plan=checked)
     assert len(checks) == 1  # the caller's check stands: the plan found needs no more

@@ -38,7 +38,7 @@ def test_same_seed_gives_identical_bytes():
     assert np.array_equal(first.image.numpy(), second.image.numpy())
     assert first.image.numpy().tobytes() == second.image.numpy().tobytes()
     np.testing.assert_array_equal(first.history["total"], second.history["total"])
-    assert first.config["seed"] == 7 and first.config["deterministic"] is True
+    assert first.record["seed"] == 7 and first.record["deterministic"] is True
 
 
 def test_different_seeds_differ_with_noise_init():

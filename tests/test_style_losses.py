@@ -202,9 +202,9 @@ def test_settings_refuse_another_losses_settings():
 def test_stylize_runs_and_records_the_style_loss(name):
     result = nstlib.stylize("chelsea", "brushstrokes", style_loss=name, weights="random",
                             size=32, steps=3, progress=False)
-    assert result.config["style_loss"] == name
+    assert result.record["style_loss"] == name
     assert np.all(np.isfinite(result.history["total"]))
-    assert StylizeConfig.from_record(result.config).loss.style_loss == name
+    assert StylizeConfig.from_record(result.record).loss.style_loss == name
 
 
 def test_sliced_wasserstein_run_is_deterministic_for_a_seed():

@@ -196,12 +196,19 @@ def test_metropolis_reaches_checkerboard_statistics(content):
     assert 0.0 < res.acceptance < 1.0
     assert np.all(np.diff(res.temperatures) < 0)  # geometric cooling
     assert np.all(toy.neighbour_correlations(res.image) < -0.5)
-    assert res.config["method"] == "metropolis" and res.config["t_start"] > 0
-    assert res.temperatures[0] == res.config["t_start"]
+    assert res.record["method"] == "metropolis" and res.record["t_start"] > 0
+    assert res.temperatures[0] == res.record["t_start"]
     # The record is the energy of the returned image (which is float32-rounded).
     stats = toy.neighbour_correlations(style)
     assert res.energies[-1] == pytest.approx(
         toy.energy(res.image, content, stats, 1.0, 5.0), rel=1e-4)
+
+
+def test_the_old_config_name_of_the_record_warns():
+    res = toy.ToyResult(np.zeros((2, 2)), np.zeros(1), np.zeros(1, np.int64), 0.0,
+                        record={"method": "metropolis"})
+    with pytest.warns(DeprecationWarning, match=r"^ToyResult\.config is now \.record$"):
+        assert res.config is res.record
 
 
 @pytest.mark.parametrize("content", [_smooth(32, 32), _ramp(32, 32)], ids=["smooth", "ramp"])

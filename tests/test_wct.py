@@ -213,8 +213,8 @@ def test_wct_stylize_runs_every_level_and_records_them():
     np.testing.assert_array_equal(result.image.numpy(), result.level_images[-1].numpy())
     np.testing.assert_array_equal(result.history["level"], [0] * 4 + [1] * 4)
     np.testing.assert_array_equal(result.history["step"], np.arange(8))
-    assert result.config["layers"] == ["block2_conv1", "block1_conv1"]
-    assert result.config["weights_source"] == "random"
+    assert result.record["layers"] == ["block2_conv1", "block1_conv1"]
+    assert result.record["weights_source"] == "random"
     with pytest.raises(ValueError, match="one layer"):
         wct.wct_stylize(_image(3).numpy(), _image(4).numpy(), layers=(), progress=False)
 
@@ -225,9 +225,9 @@ def test_wct_stylize_with_the_trained_vgg16_records_its_network_and_source():
     result = wct.wct_stylize(_image(3).numpy(), _image(4).numpy(),
                              layers=("block4_conv1", "block1_conv1"), size=32, steps=1,
                              weights="hed-vgg16", progress=False)
-    config = result.config
-    assert (config["architecture"], config["weights_source"]) == ("vgg16", "hed-vgg16")
-    assert "hed-vgg16" in config["weights_reason"]
+    record = result.record
+    assert (record["architecture"], record["weights_source"]) == ("vgg16", "hed-vgg16")
+    assert "hed-vgg16" in record["weights_reason"]
     assert len(result.level_images) == 2
     assert set(wct.DEFAULT_WCT_LAYERS) <= set(wct.layer_extractor(
         "block5_pool", weights="hed-vgg16").layers_built)
@@ -263,19 +263,19 @@ def test_wct_stylize_records_stylize_keys_plus_its_own_and_the_plans_sizes():
     plain = stylize(content, style, size=24, steps=2, weights="random",
                     content_layers=("block2_conv1",), style_layers=("block1_conv1",),
                     progress=False)
-    assert set(result.config) == set(plain.config) | set(wct.WCT_RECORD_KEYS)
+    assert set(result.record) == set(plain.record) | set(wct.WCT_RECORD_KEYS)
     assert set(wct.WCT_RECORD_KEYS) == {"method", "layers", "alpha", "eps", "rank",
                                         "inversion_tv_weight"}
-    assert result.config["method"] == "wct" and result.config["alpha"] == 0.5
-    assert result.config["layers"] == ["block2_conv1", "block1_conv1"]
+    assert result.record["method"] == "wct" and result.record["alpha"] == 0.5
+    assert result.record["layers"] == ["block2_conv1", "block1_conv1"]
     (stage,) = result.plan.stages
     assert stage.content_hw == sizes.fitted_hw((30, 20), 24) == (24, 16)
     assert stage.style_hws == (sizes.fitted_hw((25, 40), 12),) == ((8, 12),)
-    assert result.config["plan"] == result.plan.record()
-    assert result.config["content_shape"] == [1, *stage.content_hw, 3]
-    assert result.config["style_shape"] == [1, *stage.style_hws[0], 3]
+    assert result.record["plan"] == result.plan.record()
+    assert result.record["content_shape"] == [1, *stage.content_hw, 3]
+    assert result.record["style_shape"] == [1, *stage.style_hws[0], 3]
     assert tuple(result.image.shape[1:3]) == result.plan.result_hw
-    assert result.config["steps"] == 2 and result.config["steps_done"] == 4  # 2 per level
+    assert result.record["steps"] == 2 and result.record["steps_done"] == 4  # 2 per level
     assert isinstance(result, wct.StylizeResult)
 
 
@@ -296,10 +296,10 @@ def test_wct_stylize_with_random_weights_uses_the_random_recipes_network(monkeyp
                              progress=False)
     recipe = RECIPES["random"]
     network = result.plan.config.network
-    assert result.plan.recipe == result.config["recipe"] == "random"
+    assert result.plan.recipe == result.record["recipe"] == "random"
     assert (network.pooling, network.first_layer_dc) == (recipe["pooling"],
                                                           recipe["first_layer_dc"])
-    assert result.config["pooling"] == recipe["pooling"]
+    assert result.record["pooling"] == recipe["pooling"]
     assert seen == [(recipe["pooling"], recipe["first_layer_dc"], ("block2_conv1",)),
                     (recipe["pooling"], recipe["first_layer_dc"], ("block1_conv1",))]
 

@@ -150,9 +150,9 @@ def run_panels(size: int, steps: int, quick: bool, workdir: Path) -> tuple[dict,
         _say(f"[{number}/{len(jobs) + 1}] {key} ...")
         result = job()
         images[key] = result.image
-        records.append(result.config)
-        _say(f"      {result.config['wall_seconds']:.0f} s, weights "
-             f"{result.config['weights_source']}")
+        records.append(result.record)
+        _say(f"      {result.record['wall_seconds']:.0f} s, weights "
+             f"{result.record['weights_source']}")
     return images, records
 
 
