@@ -95,7 +95,7 @@ def test_a_new_setting_with_a_default_changes_no_id(monkeypatch):
     monkeypatch.setattr(settings, "StylizeConfig", Extended)
     monkeypatch.setattr(ablation.grid, "StylizeConfig", Extended)
     after = ablation.load_grid(GRID4).expand()
-    assert all(s.config["future_knob"] == 0.5 for s in after)  # recorded...
+    assert all(spec.config["future_knob"] == 0.5 for spec in after)  # recorded...
     assert [s.run_id for s in after] == [s.run_id for s in before]  # ...but not hashed
     changed = ablation.load_grid({**GRID4, "fixed": {**FAST, "future_knob": 0.7}}).expand()
     assert not {s.run_id for s in changed} & {s.run_id for s in before}
@@ -119,11 +119,11 @@ def test_yaml_exponent_strings_become_numbers(tmp_path):
     path = tmp_path / "g.yaml"
     path.write_text("fixed: {content: chelsea, style: mosaic, learning_rate: 1e-2}\n"
                     "axes: {gram_shrinkage: [none, 3e-1]}\n")  # both strings in YAML
-    first, second = ablation.load_grid(path).expand()
-    assert first.config["learning_rate"] == 0.01 and isinstance(first.config["learning_rate"],
-                                                                float)
-    assert first.config["gram_shrinkage"] is None
-    assert second.config["gram_shrinkage"] == 0.3  # float | str | None: a number first
+    first_spec, second_spec = ablation.load_grid(path).expand()
+    assert first_spec.config["learning_rate"] == 0.01
+    assert isinstance(first_spec.config["learning_rate"], float)
+    assert first_spec.config["gram_shrinkage"] is None
+    assert second_spec.config["gram_shrinkage"] == 0.3  # float | str | None: a number first
 
 
 @pytest.mark.parametrize("key, value, expected", [
@@ -379,7 +379,7 @@ def test_every_example_grid_is_valid():
     for name, n_runs in expected.items():
         specs = ablation.load_grid(examples / f"{name}.yaml").expand()
         assert len(specs) == n_runs, name
-        assert all(s.config["weights"] == "auto" for s in specs)
+        assert all(spec.config["weights"] == "auto" for spec in specs)
 
 
 def test_the_offline_recipe_grid_ends_with_the_random_recipe():
@@ -389,9 +389,9 @@ def test_the_offline_recipe_grid_ends_with_the_random_recipe():
 
     examples = Path(__file__).resolve().parent.parent / "examples"
     specs = ablation.load_grid(examples / "offline_recipe.yaml").expand()
-    assert all(s.config["weights"] == "random" for s in specs)
-    flat = [{k: tuple(v) if isinstance(v, list) else v for k, v in s.config.items()}
-            for s in specs]
+    assert all(spec.config["weights"] == "random" for spec in specs)
+    flat = [{k: tuple(v) if isinstance(v, list) else v for k, v in spec.config.items()}
+            for spec in specs]
     imagenet, random = RECIPES["imagenet"], RECIPES["random"]
     assert all(flat[0][k] == v for k, v in imagenet.items())
     assert all(flat[-1][k] == v for k, v in random.items())

@@ -75,3 +75,47 @@ def test_the_package_refers_only_to_files_in_the_repository():
     missing = {path for path in named if not (root / path).exists()}
     assert len(named) > 10 and "README.md" in named
     assert not missing, sorted(missing)
+
+
+def test_nothing_in_the_repository_reads_a_run_record_by_its_old_name():
+    """A result's run record is ``record``; its old name (``config``, now a deprecated
+    alias) appears only in the tests of that alias. "config" stays the name of settings:
+    ``StylizeConfig``, a ``RunPlan``'s ``config``, a grid ``RunSpec``'s ``config`` (its
+    settings as a dict, read by receivers named ``spec``, ``*_spec`` or ``specs[i]``).
+
+    Searched: nstlib/, tests/, benchmarks/, tools/, examples/, README.md and the code
+    cells of notebooks/*.ipynb."""
+    import re
+    from pathlib import Path
+
+    root = Path(nstlib.__file__).resolve().parent.parent
+    old_name = re.compile(r"\bresult\.config\b"  # the result, under any use
+                          r"|\.config(?:\[|\.get\(|\.update\()")  # anything's, as a dict
+    settings_receiver = re.compile(r"(?<![\w.])(?:\w*spec|specs\[\w+\])$")
+    alias_tests = re.compile(r"^def test_the_old_config_name_of_the_record\w*\(.*?(?=^\S|\Z)",
+                             re.M | re.S)
+
+    def uses(text):
+        return [text[max(match.start() - 30, 0):match.end()].split("\n")[-1]
+                for match in old_name.finditer(text)
+                if match.group(0).startswith("result")
+                or not settings_receiver.search(text[:match.start()])]
+
+    found, searched = {}, 0
+    files = [*(root / "nstlib").rglob("*.py"), *(root / "tests").rglob("*.py"),
+             *(root / "benchmarks").rglob("*.py"), *(root / "tools").rglob("*.py"),
+             *(root / "examples").rglob("*.*"), root / "README.md"]
+    for path in files:
+        text = alias_tests.sub("", path.read_text(encoding="utf-8"))
+        searched += 1
+        if uses(text):
+            found[str(path.relative_to(root))] = uses(text)
+    for path in sorted((root / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        code = "\n".join("".join(cell["source"]) for cell in cells
+                         if cell["cell_type"] == "code")
+        searched += 1
+        if uses(code):
+            found[str(path.relative_to(root))] = uses(code)
+    assert searched > 50
+    assert not found, found
