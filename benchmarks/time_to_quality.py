@@ -11,10 +11,12 @@ loss is at or below the target, measured at 256 px like the target.
 
     python benchmarks/time_to_quality.py            # four pairs, 256 px (about 12 min here)
     python benchmarks/time_to_quality.py --quick    # one pair at 64 px (smoke run)
+    python benchmarks/time_to_quality.py --pairs chelsea+mosaic --unguarded
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -49,13 +51,20 @@ class OwnClock:
         return False
 
 
-def measure_pair(content: str, style: str, size: int, steps_previous: int) -> dict:
-    """Both methods on one pair, alternating steps; the new one's time to the target."""
+def measure_pair(content: str, style: str, size: int, steps_previous: int,
+                 unguarded: bool = False) -> dict:
+    """Both methods on one pair, alternating steps; the new one's time to the target.
+
+    With ``unguarded`` a third method runs alongside: the default with ``guard=False``
+    (Adam's default rate as given, every image kept), to show what the guard costs.
+    """
     import nstlib
 
     common_settings = {"size": size, "weights": "auto", "seed": 0}
     methods = {"previous": {**common_settings, **PREVIOUS_DEFAULT, "steps": steps_previous},
                "default": common_settings}
+    if unguarded:
+        methods["unguarded"] = {**common_settings, "guard": False}
     clocks, results = {}, {}
 
     def participant(name):
@@ -89,16 +98,29 @@ def measure_pair(content: str, style: str, size: int, steps_previous: int) -> di
         "seconds_to_target": None if reached is None else reached[1],
         "ratio": None if reached is None else reached[1] / previous_seconds,
         "wall_seconds": wall,
+        **({} if "unguarded" not in results else {"unguarded": _unguarded_row(
+            results["unguarded"], clocks["unguarded"], target, previous_seconds)}),
     }
 
 
-def run(quick: bool = False) -> dict:
-    pairs = PAIRS[:1] if quick else PAIRS
+def _unguarded_row(result, clock: OwnClock, target: float, previous_seconds: float) -> dict:
+    """The unguarded default's final loss and time to the target, as for the default."""
+    reached = next(((k, s) for k, (s, loss) in enumerate(clock.trace) if loss <= target),
+                   None)
+    return {"learning_rate": result.record["learning_rate"],
+            "final_loss": result.losses["total"], "seconds": clock.trace[-1][0],
+            "steps_to_target": None if reached is None else reached[0],
+            "seconds_to_target": None if reached is None else reached[1],
+            "ratio": None if reached is None else reached[1] / previous_seconds}
+
+
+def run(quick: bool = False, pairs=None, unguarded: bool = False) -> dict:
+    pairs = PAIRS[:1] if quick else (pairs or PAIRS)
     size, steps = (64, 30) if quick else (256, PREVIOUS_DEFAULT["steps"])
     rows = []
     for content, style in pairs:
         common.log(f"time to quality: {content}+{style} at {size} px")
-        rows.append(measure_pair(content, style, size, steps))
+        rows.append(measure_pair(content, style, size, steps, unguarded))
         common.log(f"  ratio {rows[-1]['ratio']}")
     ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
     return {"time_to_quality": {
@@ -108,7 +130,16 @@ def run(quick: bool = False) -> dict:
         "max_ratio": None if len(ratios) < len(rows) else common.rounded(max(ratios))}}
 
 
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one pair at 64 px")
+    parser.add_argument("--pairs", default="", help="content+style,... (default: all four)")
+    parser.add_argument("--unguarded", action="store_true",
+                        help="also run the default with guard=False alongside")
+    args = parser.parse_args(argv)
+    pairs = [tuple(p.split("+")) for p in args.pairs.split(",") if p] or None
+    common.emit(run(args.quick, pairs, args.unguarded))
+
+
 if __name__ == "__main__":
-    args = common.parse_args(__doc__.splitlines()[0])
-    common.emit(run(args.quick))
-    sys.exit(0)
+    sys.exit(main())

@@ -224,3 +224,19 @@ def test_time_to_picture_times_own_seconds_against_the_reference(monkeypatch):
         assert tutorial["seconds_to_reference_loss"] <= tutorial["own_seconds"]
     else:
         assert tutorial["final_tutorial_loss"] > reference["final_tutorial_loss"]
+
+
+def test_time_to_quality_runs_the_unguarded_default_at_the_rate_given():
+    """--unguarded: a third method, the default with guard=False, keeps Adam's default
+    rate and is measured against the same target as the default."""
+    import time_to_quality
+
+    row = time_to_quality.measure_pair("chelsea", "brushstrokes", size=32, steps_previous=4,
+                                       unguarded=True)
+    plain = row["unguarded"]
+    assert plain["learning_rate"] == pytest.approx(0.1)
+    if plain["steps_to_target"] is None:
+        assert plain["final_loss"] > row["target_loss"]
+    else:
+        assert plain["ratio"] == pytest.approx(plain["seconds_to_target"]
+                                               / row["previous_seconds"])
