@@ -23,6 +23,7 @@ import io
 import json
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -33,6 +34,9 @@ DEFAULT_OUTPUT = REPO / "docs" / "readme_figure.jpg"
 #: Figure size in inches and resolution: the JPEG is FIGSIZE * DPI pixels.
 FIGSIZE = (12.0, 9.6)
 DPI, QUICK_DPI = 100, 40
+#: Characters per line of the "how this figure was made" panel (its text starts at the
+#: panel's left edge and must end inside the figure).
+INFO_WIDTH = 50
 JPEG_QUALITY = 85
 #: Full run: longer side of the results and Adam steps (120: the library's default).
 SIZE, STEPS = 192, 120
@@ -197,8 +201,12 @@ def render(images: dict, size: int, dpi: int, info: str) -> np.ndarray:
     masks_ax = axes[2][1]
     width = np.asarray(images["masks"]).shape[2]
     masks_ax.axvline(width / 2 - 0.5, color="white", lw=1.2 * scale, ls="--")
-    axes[2][3].text(0.0, 0.5, info, transform=axes[2][3].transAxes, va="center", ha="left",
-                    fontsize=8.5 * scale, wrap=True, linespacing=1.5)
+    # wrapped here at a width that fits the panel: matplotlib's own wrap measures against
+    # the figure's edge and let the last word of a long line touch it
+    wrapped = "\n".join(textwrap.fill(line, INFO_WIDTH, subsequent_indent="  ")
+                         for line in info.splitlines())
+    axes[2][3].text(0.0, 0.5, wrapped, transform=axes[2][3].transAxes, va="center",
+                    ha="left", fontsize=8.5 * scale, linespacing=1.5)
     fig.suptitle(f"nstlib: neural style transfer on the bundled images, {size} px "
                  f"(Figure 1)", fontsize=14 * scale)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
