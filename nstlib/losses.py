@@ -25,7 +25,6 @@ from nstlib.features import (
 )
 from nstlib.plan import FoundWeights, resolve_loss
 from nstlib.pyramids import image_pyramid
-from nstlib.receptive_fields import receptive_field
 from nstlib.settings import (
     CONTENT_REDUCTIONS,
     STYLE_FORMS,
@@ -34,9 +33,10 @@ from nstlib.settings import (
     LossConfig,
     check_style_counts,
 )
+from nstlib.sizes import pyramid_hws
 from nstlib.statistics import gram_matrix, guided_gram, shrink_gram
 from nstlib.style_loss_specs import style_loss_spec
-from nstlib.vgg_layers import network_spec
+from nstlib.vgg_layers import min_input_side, network_spec
 
 
 def _check(value, allowed, what):
@@ -195,10 +195,8 @@ def check_pyramid_size(extractor: FeatureExtractor, shape, levels: int,
     if not extractor.style_layers:
         return
     layer = deepest_layer(extractor.style_layers, extractor.network)
-    stride = receptive_field(layer, extractor.network)[1]
-    side = min(int(shape[1]), int(shape[2]))
-    for _ in range(int(levels) - 1):
-        side = (side + 1) // 2
+    stride = min_input_side(layer, extractor.network)
+    side = min(pyramid_hws((int(shape[1]), int(shape[2])), levels)[-1])
     if side < stride:
         raise ValueError(f"{what}: pyramid level {int(levels) - 1} has a shorter side of "
                          f"{side} px, but {layer} needs at least {stride} px; use fewer "
@@ -320,9 +318,9 @@ def _styles_and_blend(style_image, style_masks, style_blend) -> tuple[list, list
         ConfigError: a mask count that differs from the style count.
     """
     styles = list(style_image) if isinstance(style_image, list | tuple) else [style_image]
-    check_style_counts(len(styles), style_blend,
-                       None if style_masks is None else len(style_masks))
-    return styles, blend_weights(style_blend, len(styles))
+    weights = blend_weights(style_blend, len(styles))  # checks the style and blend counts
+    check_style_counts(len(styles), n_masks=None if style_masks is None else len(style_masks))
+    return styles, weights
 
 
 class StyleTransferObjective:
