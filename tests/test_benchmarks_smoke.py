@@ -240,3 +240,15 @@ def test_time_to_quality_runs_the_unguarded_default_at_the_rate_given():
     else:
         assert plain["ratio"] == pytest.approx(plain["seconds_to_target"]
                                                / row["previous_seconds"])
+
+
+def test_time_to_picture_runs_the_headline_methods_unless_all_are_asked_for(capsys):
+    import time_to_picture as ttp
+
+    assert ttp.chosen_methods() == ["default", "constant_adam", "lbfgs"]
+    assert set(ttp.HEADLINE_METHODS) <= set(ttp.METHODS)
+    assert ttp.chosen_methods(["all"]) == list(ttp.METHODS)
+    assert ttp.chosen_methods(["bfloat16"]) == ["bfloat16"]
+    with pytest.raises(SystemExit):
+        ttp.parse_args(["--methods", "all,default"])
+    assert "stands alone" in capsys.readouterr().err
