@@ -302,6 +302,22 @@ def resize(image: tf.Tensor, size_hw: tuple[int, int]) -> tf.Tensor:
     return tf.clip_by_value(tf.cast(out, tf.float32), 0.0, 1.0)
 
 
+def at_size(image: tf.Tensor, size_hw) -> tf.Tensor:
+    """``image`` resized to exactly ``size_hw`` (a size from a run's plan), or ``image``
+    itself when it already has that size (no resampling, so no round-off).
+
+    Args:
+        image: (B, H, W, 3) float32.
+        size_hw: Target (height, width).
+
+    Returns:
+        (B, height, width, 3) float32.
+    """
+    if (int(image.shape[1]), int(image.shape[2])) == tuple(size_hw):
+        return image
+    return resize(image, tuple(size_hw))
+
+
 # ----------------------------------------------------------------------------- saving
 
 

@@ -347,7 +347,7 @@ def stylize(content, style, config: StylizeConfig | None = None, *, style_masks=
             break
     history = outcome.history if config.scales is None else History.joined(parts, "scale")
     if config.preserve_colors == "luminance":
-        image = _recolor(image, _fit(inputs.content_rgb, stage.content_hw))
+        image = _recolor(image, images.at_size(inputs.content_rgb, stage.content_hw))
     record = run_record(plan, content, style, extractor, outcome, content_image=content_image,
                         style_images=style_images,
                         steps_done=sum(int(part.rows[-1]["step"]) for _, part, _ in parts
@@ -393,13 +393,6 @@ def _load_and_plan(config: StylizeConfig, content, style, style_masks,
     return _Inputs(content_full, content, styles, masks, plan.main_style), weights, plan
 
 
-def _fit(image: tf.Tensor, hw) -> tf.Tensor:
-    """``image`` resized to exactly ``hw`` (a size from the plan), or itself if it has it."""
-    if (int(image.shape[1]), int(image.shape[2])) == tuple(hw):
-        return image
-    return images.resize(image, tuple(hw))
-
-
 def _run_stage(config: StylizeConfig, stage: StagePlan, extractor: FeatureExtractor,
                inputs: _Inputs, image, callbacks, progress: bool):
     """Optimise at one scale, from ``image`` upsampled (or the init at the first scale).
@@ -408,15 +401,16 @@ def _run_stage(config: StylizeConfig, stage: StagePlan, extractor: FeatureExtrac
         (the ``OptimizationResult``, the content image and the style images at this scale,
         the ``time.perf_counter()`` at the start of the optimisation).
     """
-    content_image = _fit(inputs.content, stage.content_hw)
-    style_images = [_fit(s, hw) for s, hw in zip(inputs.styles, stage.style_hws, strict=True)]
+    content_image = images.at_size(inputs.content, stage.content_hw)
+    style_images = [images.at_size(s, hw)
+                    for s, hw in zip(inputs.styles, stage.style_hws, strict=True)]
     objective = StyleTransferObjective(extractor, content_image, style_images, config.loss,
                                        style_masks=inputs.masks, seed=config.seed)
     start = (initial_image(config.init, content_image, style_images[inputs.first], config.seed)
              if image is None else images.resize(image, (int(content_image.shape[1]),
                                                     int(content_image.shape[2]))))
     if config.preserve_colors == "luminance":  # callbacks see the recoloured image
-        callbacks = _recolored_callbacks(callbacks, _fit(inputs.content_rgb,
+        callbacks = _recolored_callbacks(callbacks, images.at_size(inputs.content_rgb,
                                                          stage.content_hw))
     started = time.perf_counter()
     outcome = minimize(objective, start, steps=stage.steps, optimizer=config.optim.optimizer,

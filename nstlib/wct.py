@@ -41,7 +41,6 @@ from nstlib.statistics import _check_rank4
 from nstlib.transfer import (
     StylizeResult,
     _find_weights,
-    _fit,
     cached_extractor,
     extractor_for,
     run_record,
@@ -424,8 +423,8 @@ def wct_stylize(content, style, config: StylizeConfig | None = None,
     weights = _find_weights(config)
     plan = make_plan(config, content_full.shape[1:3], style_full.shape[1:3], weights)
     config, stage = plan.config, plan.stages[0]
-    content_image = _fit(content_full, stage.content_hw)
-    style_image = _fit(style_full, stage.style_hws[0])
+    content_image = images.at_size(content_full, stage.content_hw)
+    style_image = images.at_size(style_full, stage.style_hws[0])
     # Every level's extractor first: a layer the network lacks (VGG16 has no block3_conv4)
     # fails here, before any level has spent its steps.
     extractors = [extractor_for(plan, weights, layers=((layer,), ()))

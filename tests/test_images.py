@@ -686,3 +686,15 @@ def test_sample_names_resolve_to_their_files_and_are_protected(tmp_path, monkeyp
                        f"{hard_link} is that file")
     assert sample.read_bytes() == b"photo"
     images.check_not_an_input(tmp_path / "other.jpg", ["chelsea", np.zeros(3)])  # fine
+
+
+def test_at_size_resamples_only_when_the_size_differs():
+    rng = np.random.default_rng(3)
+    image = tf.constant(rng.uniform(0, 1, (1, 20, 30, 3)), tf.float32)
+    assert images.at_size(image, (20, 30)) is image  # no resampling, no round-off
+    smaller = images.at_size(image, [10, 15])
+    assert smaller.shape == (1, 10, 15, 3)
+    # area resampling by 2: the mean of each 2x2 block (NumPy reference)
+    blocks = image.numpy().reshape(1, 10, 2, 15, 2, 3).mean(axis=(2, 4))
+    np.testing.assert_allclose(smaller.numpy(), blocks, atol=1e-6)
+    np.testing.assert_array_equal(smaller.numpy(), images.resize(image, (10, 15)).numpy())

@@ -89,7 +89,7 @@ def _evaluation(config: dict, result, base_dir: str | None) -> dict:
     (``result.plan``): the content at the result's size, the style (the plan's
     ``main_style``, the most heavily weighted) at the last scale's style size."""
     from nstlib import images, judge, metrics
-    from nstlib.transfer import _fit, cached_extractor
+    from nstlib.transfer import cached_extractor
 
     spec = config["evaluate"]
     extractor = cached_extractor(tuple(spec["content_layers"]), tuple(spec["style_layers"]),
@@ -98,7 +98,7 @@ def _evaluation(config: dict, result, base_dir: str | None) -> dict:
     content = images.load_image(_source(config["content"], base_dir))
     styles = config["style"] if isinstance(config["style"], list) else [config["style"]]
     style = images.load_image(_source(styles[plan.main_style], base_dir))
-    style = _fit(style, plan.stages[-1].style_hws[plan.main_style])
+    style = images.at_size(style, plan.stages[-1].style_hws[plan.main_style])
     values = metrics.evaluate(extractor, image, content, style)
     content_here = images.resize(content, plan.result_hw)
     values.update(judge.judge(image, content_here, style))
