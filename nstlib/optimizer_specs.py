@@ -31,16 +31,18 @@ MOMENTUM = 0.9
 #: range ten times.
 MAX_ADAPTIVE_LEARNING_RATE = 10.0
 #: Largest learning rate of a plain-gradient optimizer (and of L-BFGS, which ignores it).
-#: Their rate multiplies raw gradients, ~1e-5 per pixel for the default mean-type losses:
-#: the default rule gives 0.002·H·W (131 at 256 px, 2e5 at 10,000 px), and sum-type losses
-#: need smaller rates. 1e8 leaves a wide margin and still refuses values like 1e30, whose
+#: Their rate multiplies raw gradients: for the default mean-type losses the median |g| per
+#: pixel is 2e-4 to 2e-3 at 128-256 px (bundled pairs, trained VGG16 and random weights
+#: alike, 2026-12-07) and falls about 4x each time the side doubles. The default rule
+#: gives 0.002·H·W (131 at 256 px, 2e5 at 10,000 px), and sum-type losses need smaller
+#: rates. 1e8 leaves a wide margin and still refuses values like 1e30, whose
 #: first step throws every pixel to 0 or 1.
 MAX_GRADIENT_LEARNING_RATE = 1e8
 #: What a learning rate can multiply (``OptimizerSpec.rate_kind``): the largest rate
 #: accepted, and why, for the message that refuses a larger one.
 RATE_KINDS: dict[str, tuple[float, str]] = {
     "adaptive": (MAX_ADAPTIVE_LEARNING_RATE, "its steps are in [0, 1] intensity units"),
-    "gradient": (MAX_GRADIENT_LEARNING_RATE, "it multiplies gradients of about 1e-5 per pixel"),
+    "gradient": (MAX_GRADIENT_LEARNING_RATE, "it multiplies gradients of about 1e-4 per pixel"),
     "none": (MAX_GRADIENT_LEARNING_RATE, "which does not use it"),
 }
 
@@ -169,11 +171,13 @@ class OptimizerSpec:
 #: per pixel and only an upper bound (``optimize.minimize`` halves the product with H·W
 #: until the first step lowers the loss enough, see ``optimize.backtracked_learning_rate``,
 #: because the curvature of the normalised content and style terms does not follow
-#: 1/(H·W)). Adam's cosine rate was measured at 256 px (README Performance,
-#: benchmarks/time_to_quality.py): from 0.1 decayed over 120 steps it passes the loss of
-#: 300 constant steps at 0.02 in under 100 steps; 0.07 and 0.14 over 100 steps end higher.
-#: AdaGrad starts its accumulator near zero so that the first steps are not damped by
-#: Keras' default of 0.1 (our gradients are ~1e-5); RMSprop's ε is the textbook 1e-8.
+#: 1/(H·W)). Adam's cosine rate was measured at 256 px with random VGG19 weights and the
+#: ImageNet recipe (2026-12-02, benchmarks/time_to_quality.py): from 0.1 decayed over 120
+#: steps it passed the loss of 300 constant steps at 0.02 in under 100 steps; 0.07 and 0.14
+#: over 100 steps ended higher. With the trained VGG16 it ends 1-28 % above that loss
+#: (README Performance). AdaGrad starts its accumulator near zero so that the first steps
+#: are not damped by Keras' default of 0.1 (our gradients are ~1e-4, far below 0.1²);
+#: RMSprop's ε is the textbook 1e-8.
 OPTIMIZER_SPECS: dict[str, OptimizerSpec] = {spec.name: spec for spec in (
     OptimizerSpec(name="sgd", keras=keras_factory("SGD"), learning_rate=0.002,
                   rate_kind="gradient", update_rule="sgd_step"),

@@ -262,7 +262,7 @@ def test_settings_import_no_tensorflow():
     ({"learning_rate": 10.5, "optimizer": "rmsprop"}, "absurd for rmsprop"),
     ({"learning_rate": 11, "optimizer": "adagrad"}, "absurd for adagrad"),
     ({"learning_rate": 1e30, "optimizer": "sgd"}, "learning_rate 1e+30 is absurd for sgd (it "
-                                                  "multiplies gradients of about 1e-5 per "
+                                                  "multiplies gradients of about 1e-4 per "
                                                   "pixel); the limit is 1e+08"),
     ({"learning_rate": 2e8, "optimizer": "nesterov"}, "absurd for nesterov"),
     ({"learning_rate": 1e30, "optimizer": "lbfgs"}, "absurd for lbfgs (which does not use it)"),
