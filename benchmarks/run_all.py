@@ -6,7 +6,7 @@ high-water marks, traced functions) does not leak from one into the next; their 
 documents are gathered under "benchmarks", with the machine described once. Progress
 goes to stderr.
 
-    python benchmarks/run_all.py            # the real measurement (~80 min, quiet 2-core CPU)
+    python benchmarks/run_all.py            # the real measurement (59 min, idle 2-core AVX-512)
     python benchmarks/run_all.py --quick    # a short smoke run for development
     python benchmarks/run_all.py --only step_time,memory
 
