@@ -303,7 +303,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = [m for m in names if m not in (*METHODS, "all")]
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; choose from "
-                     f"{', '.join(METHODS)}")
+                     f"{', '.join(METHODS)}, or all")
     if "all" in names and len(names) > 1:
         parser.error("--methods all stands alone")
     return args
