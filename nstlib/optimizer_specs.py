@@ -32,7 +32,7 @@ MOMENTUM = 0.9
 MAX_ADAPTIVE_LEARNING_RATE = 10.0
 #: Largest learning rate of a plain-gradient optimizer (and of L-BFGS, which ignores it).
 #: Their rate multiplies raw gradients: for the default mean-type losses the median |g| per
-#: pixel is 2e-4 to 2e-3 at 128-256 px (bundled pairs, trained VGG16 and random weights
+#: pixel is 1e-4 to 4e-3 at 128-256 px (bundled pairs, trained VGG16 and random weights
 #: alike, 2026-12-07) and falls about 4x each time the side doubles. The default rule
 #: gives 0.002·H·W (131 at 256 px, 2e5 at 10,000 px), and sum-type losses need smaller
 #: rates. 1e8 leaves a wide margin and still refuses values like 1e30, whose
