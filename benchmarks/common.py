@@ -62,6 +62,12 @@ def parse_args(description: str, argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def parse_pairs(text: str) -> list[tuple[str, ...]] | None:
+    """``--pairs`` as given ("chelsea+mosaic,coffee+stripes") as (content, style) tuples;
+    None when empty (the benchmark's own pairs)."""
+    return [tuple(pair.split("+")) for pair in text.split(",") if pair] or None
+
+
 # ----------------------------------------------------------------------------- machine
 
 

@@ -338,7 +338,7 @@ def run(quick: bool = False, size: int = 256, pairs=None, methods=None,
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    pairs = [tuple(p.split("+")) for p in args.pairs.split(",") if p] or None
+    pairs = common.parse_pairs(args.pairs)
     methods = [m for m in args.methods.split(",") if m] or None
     common.emit(common.rounded({"machine": common.machine_info(),
                                 "time_to_picture": run(args.quick, args.size, pairs, methods,

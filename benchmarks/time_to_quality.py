@@ -80,8 +80,6 @@ def measure_pair(content: str, style: str, size: int, steps_previous: int,
     turns.run()
     wall = time.perf_counter() - started
     target = results["previous"].losses["total"]
-    reached = next(((k, s) for k, (s, loss) in enumerate(clocks["default"].trace)
-                    if loss <= target), None)
     previous_seconds = clocks["previous"].trace[-1][0]
     default_record = results["default"].record
     return {
@@ -94,24 +92,28 @@ def measure_pair(content: str, style: str, size: int, steps_previous: int,
         "architecture": default_record["architecture"],
         "default_final_loss": results["default"].losses["total"],
         "default_seconds": clocks["default"].trace[-1][0],
-        "steps_to_target": None if reached is None else reached[0],
-        "seconds_to_target": None if reached is None else reached[1],
-        "ratio": None if reached is None else reached[1] / previous_seconds,
+        **_time_to_target(clocks["default"], target, previous_seconds),
         "wall_seconds": wall,
         **({} if "unguarded" not in results else {"unguarded": _unguarded_row(
             results["unguarded"], clocks["unguarded"], target, previous_seconds)}),
     }
 
 
-def _unguarded_row(result, clock: OwnClock, target: float, previous_seconds: float) -> dict:
-    """The unguarded default's final loss and time to the target, as for the default."""
+def _time_to_target(clock: OwnClock, target: float, previous_seconds: float) -> dict:
+    """The first step whose loss is at or below ``target``, its own seconds and their
+    ratio to the previous default's seconds (all None when never reached)."""
     reached = next(((k, s) for k, (s, loss) in enumerate(clock.trace) if loss <= target),
                    None)
-    return {"learning_rate": result.record["learning_rate"],
-            "final_loss": result.losses["total"], "seconds": clock.trace[-1][0],
-            "steps_to_target": None if reached is None else reached[0],
+    return {"steps_to_target": None if reached is None else reached[0],
             "seconds_to_target": None if reached is None else reached[1],
             "ratio": None if reached is None else reached[1] / previous_seconds}
+
+
+def _unguarded_row(result, clock: OwnClock, target: float, previous_seconds: float) -> dict:
+    """The unguarded default's final loss and time to the target, as for the default."""
+    return {"learning_rate": result.record["learning_rate"],
+            "final_loss": result.losses["total"], "seconds": clock.trace[-1][0],
+            **_time_to_target(clock, target, previous_seconds)}
 
 
 def run(quick: bool = False, pairs=None, unguarded: bool = False) -> dict:
@@ -137,8 +139,7 @@ def main(argv=None) -> None:
     parser.add_argument("--unguarded", action="store_true",
                         help="also run the default with guard=False alongside")
     args = parser.parse_args(argv)
-    pairs = [tuple(p.split("+")) for p in args.pairs.split(",") if p] or None
-    common.emit(run(args.quick, pairs, args.unguarded))
+    common.emit(run(args.quick, common.parse_pairs(args.pairs), args.unguarded))
 
 
 if __name__ == "__main__":

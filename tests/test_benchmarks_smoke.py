@@ -252,3 +252,11 @@ def test_time_to_picture_runs_the_headline_methods_unless_all_are_asked_for(caps
     with pytest.raises(SystemExit):
         ttp.parse_args(["--methods", "all,default"])
     assert "stands alone" in capsys.readouterr().err
+
+
+def test_parse_pairs_reads_content_plus_style_lists():
+    import common
+
+    assert common.parse_pairs("chelsea+mosaic,coffee+stripes") == [("chelsea", "mosaic"),
+                                                                   ("coffee", "stripes")]
+    assert common.parse_pairs("") is None
